@@ -1,0 +1,163 @@
+"""Device laws: pure functions of per-cell arrays and a chip spec.
+
+Kept apart from the chip's state so each law can be read against its source
+(see docs/chip-spec.md) and tested on its own. Conductances in siemens,
+voltages in volts, times in seconds, temperatures in degrees Celsius.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim_backend.spec import ChipSpec
+
+BOLTZMANN_EV = 8.617333262e-5  # eV/K
+F32 = np.float32
+
+
+def pulse_mean(spec: ChipSpec, g, g_min, g_max, set_rate, reset_rate, volts, width):
+    """Mean conductance after one pulse of signed amplitude ``volts`` (V), width (s).
+
+    SET (volts > 0) moves toward g_max, RESET toward g_min, each saturating at
+    the cell's bound. Drive = ((|V| - Vth) / (Vref - Vth))^p (width / w_ref)^q,
+    zero below threshold. Polarity-specific constants are blended per cell with
+    a 0/1 weight so that one pass serves a mixed SET/RESET batch.
+    """
+    r = spec.response
+    is_set = (volts > 0).astype(F32)
+    vth = F32(r.reset_threshold) + F32(r.set_threshold - r.reset_threshold) * is_set
+    inv_span_set = 1.0 / (r.set_reference - r.set_threshold)
+    inv_span_reset = 1.0 / (r.reset_reference - r.reset_threshold)
+    inv_span = F32(inv_span_reset) + F32(inv_span_set - inv_span_reset) * is_set
+    d = np.abs(volts)
+    d -= vth
+    np.maximum(d, F32(0.0), out=d)
+    d *= inv_span
+    if r.amplitude_exponent != 1.0:
+        d = d ** F32(r.amplitude_exponent)
+    if r.width_exponent:
+        d *= (width * F32(1.0 / r.reference_width)) ** F32(r.width_exponent)
+    rate = reset_rate + (set_rate - reset_rate) * is_set
+    bound = g_min + (g_max - g_min) * is_set
+    rate *= d
+    if r.law == "exp_saturating":
+        keep = np.exp(-rate)
+    else:  # soft bounds: linear in the distance to the bound, at most all of it
+        keep = F32(1.0) - np.minimum(rate, F32(1.0))
+    if r.reset_mode == "abrupt":  # melt-quench: RESET lands at g_min whatever the state
+        keep *= is_set
+    mean = g - bound
+    mean *= keep
+    mean += bound
+    return mean
+
+
+def step_sigma(spec: ChipSpec, step: np.ndarray, g_new: np.ndarray, g_max) -> np.ndarray:
+    """Sigma of one programming event: cycle-to-cycle plus programming noise."""
+    r = spec.response
+    sigma = np.abs(step)
+    sigma *= F32(r.c2c_relative)
+    sigma += F32(r.c2c_absolute)
+    if any(r.programming_noise):
+        x = g_new / g_max
+        np.clip(x, F32(0.0), F32(1.0), out=x)
+        coeffs = r.programming_noise
+        poly = np.full_like(x, F32(coeffs[-1]))
+        for coeff in reversed(coeffs[:-1]):  # Horner
+            poly *= x
+            poly += F32(coeff)
+        np.maximum(poly, F32(0.0), out=poly)
+        poly *= poly
+        sigma *= sigma
+        sigma += poly
+        np.sqrt(sigma, out=sigma)
+    return sigma
+
+
+def relaxation_log_time(spec: ChipSpec, since: np.ndarray) -> np.ndarray:
+    """ln(t / 1 s) of the relaxation law, t clamped at the law's t_min."""
+    return np.log(np.maximum(since, spec.relaxation.t_min)).astype(np.float32)
+
+
+def relaxed(spec: ChipSpec, g0, ln_t, z) -> np.ndarray:
+    """RRAM relaxation: g0 + mean(t) + sigma(t) z, t = time since programming."""
+    rx = spec.relaxation
+    return g0 + F32(rx.mean_per_ln) * ln_t + (F32(rx.sigma_0) + F32(rx.sigma_per_ln) * ln_t) * z
+
+
+def drift_log_ratio(spec: ChipSpec, since: np.ndarray) -> np.ndarray:
+    """ln(t / t0) of the drift law, 0 before t0."""
+    return np.log(np.maximum(since, spec.drift.t0) / spec.drift.t0).astype(np.float32)
+
+
+def drifted(g0, log_ratio, nu) -> np.ndarray:
+    """PCM drift: g0 (t/t0)^-nu = g0 exp(-nu ln(t/t0))."""
+    return g0 * np.exp(-nu * log_ratio)
+
+
+def drift_nu(spec: ChipSpec, g, g_max, z) -> np.ndarray:
+    """Per-event drift exponent nu ~ N(mean(x), sigma(x)), x = G/g_max, clipped at 0."""
+    d = spec.drift
+    ln_x = g / g_max
+    np.clip(ln_x, F32(1e-6), F32(1.0), out=ln_x)
+    np.log(ln_x, out=ln_x)
+    mean = F32(d.nu_mean_a) * ln_x
+    mean += F32(d.nu_mean_b)
+    np.clip(mean, F32(d.nu_mean_lo), F32(d.nu_mean_hi), out=mean)
+    sigma = ln_x
+    sigma *= F32(d.nu_sigma_a)
+    sigma += F32(d.nu_sigma_b)
+    np.clip(sigma, F32(d.nu_sigma_lo), F32(d.nu_sigma_hi), out=sigma)
+    sigma *= z
+    mean += sigma
+    return np.maximum(mean, F32(0.0), out=mean)
+
+
+def temperature_factor(spec: ChipSpec, g, g_max, temperature_c: float):
+    """Multiplicative effect of the chuck temperature on conductance (1 at reference)."""
+    t = spec.temperature
+    delta = temperature_c - t.reference
+    if t.model == "none" or delta == 0.0:
+        return None
+    if t.model == "two_state":
+        lo, hi = np.log(t.g_low), np.log(t.g_high)
+        w = np.clip((np.log(np.maximum(g, F32(1e-12))) - F32(lo)) * F32(1.0 / (hi - lo)), 0, 1)
+        coeff = F32(t.coeff_low) + (F32(t.coeff_high - t.coeff_low)) * w
+        return np.exp(coeff * F32(delta))
+    x = np.clip(g / g_max, F32(0.0), F32(1.0))
+    ea = F32(t.ea_low) + F32(t.ea_high - t.ea_low) * x
+    inv = 1.0 / (temperature_c + 273.15) - 1.0 / (t.reference + 273.15)
+    return np.exp(-ea * F32(inv / BOLTZMANN_EV))
+
+
+def read_spread(spec: ChipSpec, since: np.ndarray) -> np.ndarray:
+    """pcm_1f: sqrt(ln((t + t_r) / (2 t_r))), the 1/f growth with time since programming."""
+    n = spec.read_noise
+    arg = (np.asarray(since, np.float64) + n.t_read) / (2.0 * n.t_read)
+    return np.sqrt(np.log(np.maximum(arg, 1.0))).astype(np.float32)
+
+
+def read_sigma(spec: ChipSpec, g, g_max, spread) -> np.ndarray:
+    """Sigma of one read of conductance ``g``; ``spread`` from :func:`read_spread`."""
+    n = spec.read_noise
+    if n.model == "relative":
+        return g * F32(n.relative) + F32(n.absolute)
+    x = np.clip(g / g_max, F32(1e-6), F32(1.0))
+    q = np.minimum(F32(n.q_scale) * x ** F32(n.q_exponent), F32(n.q_max))
+    return g * q * spread + F32(n.absolute)
+
+
+def quantize(values: np.ndarray, full_scale: float, bits: int, signed: bool) -> np.ndarray:
+    """An ideal ADC: clip to range, round to the nearest code."""
+    levels = (1 << bits) - 1
+    if signed:
+        lsb = F32(2.0 * full_scale / levels)
+        lo = -F32(full_scale)
+    else:
+        lsb = F32(full_scale / levels)
+        lo = F32(0.0)
+    codes = np.clip(values, lo, F32(full_scale))
+    codes *= F32(1.0) / lsb
+    np.rint(codes, out=codes)
+    codes *= lsb
+    return codes

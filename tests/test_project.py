@@ -1,0 +1,78 @@
+"""Project-level checks: lint clean, bundled data found, the CLI's simulator view."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from calib.cli import main
+from sim_backend.resources import data_root, list_presets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_clean():
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff is not installed (it comes with the 'test' extra)")
+    out = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_bundled_presets_are_found():
+    assert {"rram", "pcm"} <= set(list_presets("chips"))
+    assert "default" in list_presets("wafers")
+    assert (data_root() / "chips" / "rram.toml").is_file()
+
+
+def test_layering_rule():
+    """sim_backend imports none of ours; instruments none of calib/protocols/sim_backend."""
+    forbidden = {
+        "sim_backend": ("calib", "protocols", "instruments"),
+        "instruments": ("calib", "protocols", "sim_backend"),
+        "protocols": ("calib", "sim_backend", "h5py", "click", "instruments.drivers"),
+    }
+    for package, names in forbidden.items():
+        for path in (ROOT / package).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                stripped = line.strip()
+                for name in names:
+                    assert not stripped.startswith((f"import {name}", f"from {name} ",
+                                                    f"from {name}.")), f"{path}: {line}"
+
+
+def test_calib_sim_summary_and_json():
+    runner = CliRunner()
+    result = runner.invoke(main, ["sim", "--die", "12"])
+    assert result.exit_code == 0, result.output
+    assert "die 12" in result.output and "conductance map" in result.output
+    result = runner.invoke(main, ["sim", "--chip", "pcm", "--die", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["die"] == 3 and summary["technology"] == "pcm"
+    assert summary["read_in_window_fraction"] > 0.9
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sim", "--die", "9999"], "no die 9999"),
+    (["sim", "--chip", "flash"], "unknown chip preset"),
+    (["sim", "--rows", "0"], "chip.rows"),
+])
+def test_calib_sim_bad_input_is_one_line(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_console_script_runs():
+    exe = shutil.which("calib")
+    if exe is None:
+        pytest.skip("package not installed with its console script")
+    out = subprocess.run([exe, "sim", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["die"] == 12
+    assert sys.executable
