@@ -1,0 +1,184 @@
+"""Emulator of the reference array controller (our SCPI set, docs/array-controller-scpi.md).
+
+Whole arrays move as IEEE-488.2 definite-length blocks of little-endian
+float32 (conductances, volts, amperes) or uint8 (masks), row-major.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim_backend.framing import block as encode_block
+from sim_backend.scpi import (
+    DATA_TYPE,
+    HARDWARE,
+    OUT_OF_RANGE,
+    ScpiError,
+    ScpiInstrument,
+    command,
+    need,
+    number,
+)
+
+BOARD_MAX_VOLTS = 10.0  # the board's own output range
+BOARD_MAX_WIDTH = 10e-3  # s
+
+
+class ArrayControllerEmulator(ScpiInstrument):
+    idn = "AIMC,RefArrayController,SIM0001,1.0"
+    role = "array"
+
+    def __init__(self, bench) -> None:
+        super().__init__(bench)
+        self.reset()
+
+    def reset(self) -> None:
+        self.read_voltage = self.bench.spec.window.read_voltage
+        self.mvm_range = self.bench.spec.adc.mvm_full_scale
+        self.pulse_batches = 0
+
+    # -- helpers -----------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bench.spec.shape
+
+    def _floats(self, data: bytes | None, count: int | None, what: str) -> np.ndarray:
+        if data is None:
+            raise ScpiError(DATA_TYPE, f"Data type error; {what} needs a binary block")
+        if len(data) % 4:
+            raise ScpiError(DATA_TYPE, f"Data type error; {what} block is not float32")
+        values = np.frombuffer(data, dtype="<f4")
+        if count is not None and values.size != count:
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; {what} needs {count} values, "
+                                          f"got {values.size}")
+        if not np.all(np.isfinite(values)):
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; {what} has NaN or infinity")
+        return values
+
+    def _mask(self, data: bytes | None) -> np.ndarray:
+        n = self.shape[0] * self.shape[1]
+        if data is None or len(data) != n:
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; mask needs {n} bytes")
+        return np.frombuffer(data, dtype=np.uint8).reshape(self.shape).astype(bool)
+
+    def _chip(self):
+        return self.bench.chip  # None: probes up, every line open
+
+    def _overhead(self) -> None:
+        self.bench.clock.advance(self.bench.latency.array_overhead_s)
+
+    # -- command table -------------------------------------------------------
+    @command(":ARRay:SIZE?")
+    def size(self, args, block):
+        return f"{self.shape[0]},{self.shape[1]}"
+
+    @command(":CONFigure:READ:VOLTage")
+    def set_read_voltage(self, args, block):
+        need(args, 1)
+        v = number(args[0], "read voltage")
+        if not 0 < v <= BOARD_MAX_VOLTS:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; read voltage")
+        self.read_voltage = v
+
+    @command(":CONFigure:READ:VOLTage?")
+    def get_read_voltage(self, args, block):
+        return f"{self.read_voltage:.6g}"
+
+    @command(":MEASure:ARRay?")
+    def read_all(self, args, block):
+        return encode_block(self._read(None).astype("<f4").tobytes())
+
+    @command(":MEASure:ARRay:MASK?")
+    def read_masked(self, args, block):
+        mask = self._mask(block)
+        values = self._read(mask)[mask]
+        return encode_block(values.astype("<f4").tobytes())
+
+    def _read(self, mask) -> np.ndarray:
+        self.bench.observed.note("read_voltage", self.read_voltage)
+        self._overhead()
+        chip = self._chip()
+        if chip is None:
+            return np.zeros(self.shape)
+        g = chip.read(mask, voltage=self.read_voltage)
+        return np.nan_to_num(g, nan=0.0)
+
+    @command(":PULSe:ARRay?")
+    def pulse(self, args, block):
+        need(args, 1)
+        width = number(args[0], "width")
+        volts = self._floats(block, self.shape[0] * self.shape[1], "volts")
+        return self._apply(volts, np.float32(width))
+
+    @command(":PULSe:ARRay:WIDTh?")
+    def pulse_widths(self, args, block):
+        n = self.shape[0] * self.shape[1]
+        both = self._floats(block, 2 * n, "volts and widths")
+        return self._apply(both[:n], both[n:])
+
+    def _apply(self, volts: np.ndarray, width) -> str:
+        if np.any(np.abs(volts) > BOARD_MAX_VOLTS):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; amplitude beyond the board's 10 V")
+        active = volts != 0
+        w = np.broadcast_to(width, volts.shape)
+        if np.any(w[active] <= 0) or np.any(w[active] > BOARD_MAX_WIDTH):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; pulse width")
+        if active.any():
+            self.bench.observed.note("program_voltage", float(np.abs(volts).max()))
+            self.bench.observed.note("pulse_width", float(w[active].max()))
+        self._overhead()
+        self.pulse_batches += 1
+        chip = self._chip()
+        if chip is None:
+            return "0"
+        shaped_w = width if np.ndim(width) == 0 else width.reshape(self.shape)
+        return str(chip.pulse(volts.reshape(self.shape), width=shaped_w))
+
+    @command(":PULSe:COUNt?")
+    def pulse_count(self, args, block):
+        return str(self.pulse_batches)
+
+    @command(":MVM?")
+    def mvm(self, args, block):
+        rows = self.shape[0]
+        x = self._floats(block, None, "inputs")
+        if x.size == 0 or x.size % rows:
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; inputs must be n x {rows}")
+        if np.any(np.abs(x) > BOARD_MAX_VOLTS):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; input voltage")
+        self.bench.observed.note("mvm_voltage", float(np.abs(x).max()))
+        self._overhead()
+        chip = self._chip()
+        x2 = x.reshape(-1, rows).astype(np.float64)
+        if chip is None:
+            out = np.zeros((x2.shape[0], self.shape[1]))
+        else:
+            out = chip.mvm(x2, full_scale=self.mvm_range)
+        return encode_block(out.astype("<f4").tobytes())
+
+    @command(":MVM:RANGe")
+    def set_mvm_range(self, args, block):
+        need(args, 1)
+        value = number(args[0], "range")
+        if not 0 < value <= 0.1:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; MVM range 0-100 mA")
+        self.mvm_range = value
+
+    @command(":MVM:RANGe?")
+    def get_mvm_range(self, args, block):
+        return f"{self.mvm_range:.6g}"
+
+    @command(":FORM:ARRay?")
+    def form(self, args, block):
+        need(args, 2)
+        v, w = number(args[0], "forming voltage"), number(args[1], "forming width")
+        if not (0 < v <= BOARD_MAX_VOLTS and 0 < w <= 0.1):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; forming pulse")
+        mask = self._mask(block) if block is not None else None
+        self.bench.observed.note("forming_voltage", v)
+        self.bench.observed.note("forming_width", w)
+        self._overhead()
+        chip = self._chip()
+        if chip is None:
+            raise ScpiError(HARDWARE, "Hardware error; no array connected (probes up)")
+        return str(chip.form(voltage=v, width=w, mask=mask))

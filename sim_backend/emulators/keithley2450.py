@@ -1,0 +1,279 @@
+"""Emulator of a Keithley 2450 SMU in SCPI mode, wired to the probe card.
+
+The SMU's HI reaches the word lines closed on switch-matrix row A, its LO the
+bit lines closed on row B; the current it measures is the sum over the
+connected cells. A list sweep applies each point for the sweep delay, so a
+point above the switching threshold is a programming pulse of that width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim_backend.scpi import (
+    EXECUTION,
+    ILLEGAL_VALUE,
+    OUT_OF_RANGE,
+    ScpiError,
+    ScpiInstrument,
+    boolean,
+    command,
+    need,
+    number,
+)
+
+MAX_VOLTS = 200.0  # the 2450's source range
+MAX_LIST = 2500
+
+
+class Keithley2450Emulator(ScpiInstrument):
+    idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b"
+    role = "smu"
+
+    def __init__(self, bench) -> None:
+        super().__init__(bench)
+        self._rng = np.random.default_rng(2450)  # the current-noise floor
+        self.reset()
+
+    def reset(self) -> None:
+        self.source_function = "VOLT"
+        self.level = 0.0
+        self.ilim = 105e-6
+        self.output = False
+        self.tripped = False
+        self.nplc = 1.0
+        self.sense = "CURR"
+        self.sweep_list: list[float] = []
+        self.sweep_delay = 0.0
+        self.sweep_ready = False
+        self.buffer: list[tuple[float, float]] = []  # (source, reading)
+
+    # -- physics -------------------------------------------------------------
+    def _connected(self) -> np.ndarray | None:
+        """Mask of the cells between the closed word and bit lines."""
+        chip = self.bench.chip
+        if chip is None:
+            return None
+        wiring = self.bench.wiring
+        wl, bl = set(), set()
+        for name in self.bench.closed_channels:
+            slot, row, col = int(name[0]), name[1], int(name[2:])
+            line = wiring.line_of((slot - 1) * 12 + col - 1)
+            if line is None:
+                continue
+            kind, index = line
+            if row == "A" and kind == "wl" and index < chip.shape[0]:
+                wl.add(index)
+            elif row == "B" and kind == "bl" and index < chip.shape[1]:
+                bl.add(index)
+        if not wl or not bl:
+            return None
+        mask = np.zeros(chip.shape, bool)
+        mask[np.ix_(sorted(wl), sorted(bl))] = True
+        return mask
+
+    def _apply(self, volts: float, seconds: float) -> float:
+        """Source ``volts`` on the connected cells for ``seconds``; return the current."""
+        self.bench.observed.note("smu_voltage", abs(volts))
+        self.bench.clock.advance(self.bench.latency.smu_point_s * self.nplc)
+        mask = self._connected()
+        spec = self.bench.spec
+        current = 0.0
+        if mask is not None:
+            chip = self.bench.chip
+            r = spec.response
+            if volts >= r.set_threshold and spec.forming.required:
+                chip.form(voltage=volts, width=seconds, mask=mask)
+            if volts > r.set_threshold or volts < -r.reset_threshold:
+                self.bench.observed.note("pulse_width", seconds)
+                chip.pulse(np.where(mask, volts, 0.0), width=seconds)
+            g = chip.read(mask, voltage=max(abs(volts), 1e-3))
+            current = float(np.nansum(g[mask])) * volts
+        current += float(self._rng.normal(0, 1e-12))  # noise floor
+        forced = self.bench.faults.take(self.role, ("compliance",))
+        if forced or abs(current) > self.ilim:
+            self.tripped = True
+            current = float(np.sign(current or 1.0)) * self.ilim
+        return current
+
+    def _measure(self) -> float:
+        if not self.output:
+            raise ScpiError(EXECUTION, "Execution error; output is off")
+        return self._apply(self.level, self.bench.latency.smu_point_s)
+
+    # -- source / sense ----------------------------------------------------------
+    @command(":SOURce:FUNCtion[:MODE]")
+    def set_function(self, args, block):
+        need(args, 1)
+        value = args[0].upper()
+        if value not in ("VOLT", "VOLTAGE"):
+            raise ScpiError(ILLEGAL_VALUE, "Illegal parameter value; emulated: VOLT only")
+        self.source_function = "VOLT"
+
+    @command(":SOURce:FUNCtion[:MODE]?")
+    def get_function(self, args, block):
+        return self.source_function
+
+    @command(":SOURce:VOLTage[:LEVel][:IMMediate][:AMPLitude]")
+    def set_level(self, args, block):
+        need(args, 1)
+        v = number(args[0], "voltage")
+        if abs(v) > MAX_VOLTS:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; voltage")
+        self.level = v
+        if self.output:
+            self.bench.observed.note("smu_voltage", abs(v))
+
+    @command(":SOURce:VOLTage[:LEVel][:IMMediate][:AMPLitude]?")
+    def get_level(self, args, block):
+        return f"{self.level:.6e}"
+
+    @command(":SOURce:VOLTage:RANGe[:UPPer]")
+    def set_range(self, args, block):
+        need(args, 1)
+        number(args[0], "range")
+
+    @command(":SOURce:VOLTage:RANGe:AUTO")
+    def set_range_auto(self, args, block):
+        need(args, 1)
+        boolean(args[0])
+
+    @command(":SOURce:VOLTage:ILIMit[:LEVel]")
+    def set_ilim(self, args, block):
+        need(args, 1)
+        i = number(args[0], "current limit")
+        if not 1e-9 <= i <= 1.05:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; current limit")
+        self.bench.observed.note("compliance", i)
+        self.ilim = i
+
+    @command(":SOURce:VOLTage:ILIMit[:LEVel]?")
+    def get_ilim(self, args, block):
+        return f"{self.ilim:.6e}"
+
+    @command(":SOURce:VOLTage:ILIMit[:LEVel]:TRIPped?")
+    def get_trip(self, args, block):
+        return "1" if self.tripped else "0"
+
+    @command(":SENSe:FUNCtion[:ON]")
+    def set_sense(self, args, block):
+        need(args, 1)
+        if args[0].strip("\"'").upper() not in ("CURR", "CURRENT", "CURR:DC"):
+            raise ScpiError(ILLEGAL_VALUE, "Illegal parameter value; emulated: CURR only")
+        self.sense = "CURR"
+
+    @command(":SENSe:FUNCtion[:ON]?")
+    def get_sense(self, args, block):
+        return '"CURR:DC"'
+
+    @command(":SENSe:CURRent:NPLCycles")
+    def set_nplc(self, args, block):
+        need(args, 1)
+        n = number(args[0], "NPLC")
+        if not 0.01 <= n <= 10:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; NPLC")
+        self.nplc = n
+
+    @command(":SENSe:CURRent:RANGe[:UPPer]")
+    def set_current_range(self, args, block):
+        need(args, 1)
+        number(args[0], "range")
+
+    @command(":SENSe:CURRent:RANGe:AUTO")
+    def set_current_range_auto(self, args, block):
+        need(args, 1)
+        boolean(args[0])
+
+    @command(":OUTPut[:STATe]")
+    def set_output(self, args, block):
+        need(args, 1)
+        self.output = boolean(args[0])
+        if self.output:
+            self.tripped = False
+            self.bench.observed.note("smu_voltage", abs(self.level))
+
+    @command(":OUTPut[:STATe]?")
+    def get_output(self, args, block):
+        return "1" if self.output else "0"
+
+    @command(":READ?")
+    def read(self, args, block):
+        value = self._measure()
+        self.buffer.append((self.level, value))
+        return f"{value:.6e}"
+
+    @command(":MEASure[:CURRent][:DC]?")
+    def measure(self, args, block):
+        return self.read(args, block)
+
+    # -- list sweeps and the reading buffer ---------------------------------------
+    @command(":SOURce:LIST:VOLTage")
+    def set_list(self, args, block):
+        self.sweep_list = self._list_values(args)
+
+    @command(":SOURce:LIST:VOLTage:APPend")
+    def append_list(self, args, block):
+        self.sweep_list += self._list_values(args)
+        if len(self.sweep_list) > MAX_LIST:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; list too long")
+
+    @command(":SOURce:LIST:VOLTage:POINts?")
+    def list_points(self, args, block):
+        return str(len(self.sweep_list))
+
+    def _list_values(self, args) -> list[float]:
+        need(args, 1)
+        values = [number(a, "list value") for a in args]
+        if any(abs(v) > MAX_VOLTS for v in values) or len(values) > MAX_LIST:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; list")
+        return values
+
+    @command(":SOURce:SWEep:VOLTage:LIST")
+    def configure_sweep(self, args, block):
+        need(args, 1)
+        start = int(number(args[0], "start index"))
+        delay = number(args[1], "delay") if len(args) > 1 else 0.0
+        if start < 1 or start > max(1, len(self.sweep_list)) or not 0 <= delay <= 10:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; sweep")
+        self.sweep_start = start
+        self.sweep_delay = delay
+        self.sweep_ready = True
+
+    @command(":INITiate[:IMMediate]")
+    def initiate(self, args, block):
+        if not self.sweep_ready or not self.sweep_list:
+            raise ScpiError(EXECUTION, "Execution error; no sweep configured")
+        self.buffer.clear()
+        was_on = self.output
+        self.output = True
+        for v in self.sweep_list[self.sweep_start - 1:]:
+            self.level = v
+            self.buffer.append((v, self._apply(v, max(self.sweep_delay, 1e-7))))
+            self.bench.clock.advance(self.sweep_delay)
+        self.output = was_on
+        self.level = 0.0 if not was_on else self.level
+
+    @command(":TRACe:DATA?")
+    def trace_data(self, args, block):
+        need(args, 2)
+        start, end = int(number(args[0], "start")), int(number(args[1], "end"))
+        if not 1 <= start <= end <= len(self.buffer):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; buffer index")
+        elements = [a.strip().upper() for a in args[3:]] or ["READ"]
+        out = []
+        for source, reading in self.buffer[start - 1:end]:
+            for el in elements:
+                out.append(f"{source:.6e}" if el.startswith("SOUR") else f"{reading:.6e}")
+        return ",".join(out)
+
+    @command(":TRACe:ACTual?")
+    def trace_actual(self, args, block):
+        return str(len(self.buffer))
+
+    @command(":TRACe:CLEar")
+    def trace_clear(self, args, block):
+        self.buffer.clear()
+
+    @command("*LANG?")
+    def lang(self, args, block):
+        return "SCPI"
