@@ -6,14 +6,23 @@ otherwise, prints a short human summary, and takes ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import threading
 
 import click
 import numpy as np
 
 import sim_backend
 from calib import __version__
+from calib.bench import open_bench
+from calib.bench_config import BenchConfigError
+from instruments import InstrumentError
+from sim_backend.server import ServerError
+
+USER_ERRORS = (sim_backend.ChipSpecError, sim_backend.WaferSpecError,
+               sim_backend.ChipInputError, BenchConfigError, InstrumentError, ServerError)
 
 
 class _Group(click.Group):
@@ -22,8 +31,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (sim_backend.ChipSpecError, sim_backend.WaferSpecError,
-                sim_backend.ChipInputError) as exc:
+        except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -49,7 +57,7 @@ def _ascii_map(g: np.ndarray, lo: float, hi: float, width: int = 32) -> list[str
     return out
 
 
-@main.command()
+@main.group(cls=_Group, invoke_without_command=True)
 @click.option("--chip", "chip_name", default="rram", show_default=True,
               help="Chip preset (rram, pcm) or a chip TOML file.")
 @click.option("--die", "die_id", default=12, show_default=True, type=int, help="Die id.")
@@ -57,9 +65,15 @@ def _ascii_map(g: np.ndarray, lo: float, hi: float, width: int = 32) -> list[str
 @click.option("--rows", type=int, default=None, help="Override array rows.")
 @click.option("--cols", type=int, default=None, help="Override array columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def sim(chip_name: str, die_id: int, seed: int, rows: int | None, cols: int | None,
+@click.pass_context
+def sim(ctx, chip_name: str, die_id: int, seed: int, rows: int | None, cols: int | None,
         as_json: bool) -> None:
-    """Show one die of the embedded simulated wafer: form it, read it, summarise."""
+    """Show one die of the embedded simulated wafer: form it, read it, summarise.
+
+    Subcommand ``serve`` runs the simulated instruments as loopback TCP servers.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     spec = sim_backend.load_chip(chip_name, rows=rows, cols=cols)
     wafer = sim_backend.SimWafer(spec, seed=seed)
     info = wafer.info(die_id)
@@ -89,6 +103,80 @@ def sim(chip_name: str, die_id: int, seed: int, rows: int | None, cols: int | No
     click.echo(f"conductance map ({w.g_min * 1e6:g} uS ' ' ... '@' {w.g_max * 1e6:g} uS):")
     for line in _ascii_map(g, w.g_min, w.g_max):
         click.echo("  " + line)
+
+
+@sim.command("serve")
+@click.option("--chip", "chip_name", default="rram", show_default=True,
+              help="Chip preset or chip TOML file.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Wafer seed.")
+@click.option("--port-base", type=int, default=None,
+              help="First port (roles take consecutive ports); default: free ports.")
+@click.option("--json", "as_json", is_flag=True,
+              help="First line: one JSON object mapping role to resource string.")
+def sim_serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -> None:
+    """Serve the simulated bench on 127.0.0.1 until interrupted (Ctrl-C)."""
+    from sim_backend.bench import SimBench
+
+    bench = SimBench(chip_name, seed=seed)
+    ports = None
+    if port_base is not None:
+        ports = {role: port_base + k for k, role in enumerate(bench.emulators)}
+    servers = bench.serve(ports=ports)
+    resources = servers.resources
+    if as_json:
+        click.echo(json.dumps(resources))
+    else:
+        for role, resource in resources.items():
+            click.echo(f"{role} {resource}")
+    sys.stdout.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        servers.stop()
+
+
+@main.group(cls=_Group)
+def bench() -> None:
+    """Bench wiring: check that every instrument answers."""
+
+
+@bench.command("check")
+@click.option("--bench", "bench_file", default=None,
+              help="Bench config TOML (default: the embedded simulated bench).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_check(bench_file: str | None, as_json: bool) -> None:
+    """Open every instrument, print its identity and status."""
+    with open_bench(bench_file) as b:
+        report = {"bench": b.config.source, "chip": b.chip_spec.name,
+                  "simulated": b.simulation is not None, "roles": {}}
+        failed = False
+        for role, driver in b.roles().items():
+            entry = {"driver": None, "identity": None, "status": "absent"}
+            if driver is not None:
+                entry["driver"] = type(driver).__name__
+                try:
+                    entry["identity"] = driver.identity()
+                    check = getattr(driver, "check", None)
+                    if check is not None:
+                        check()
+                    entry["status"] = "ok"
+                except InstrumentError as exc:
+                    entry["status"] = f"error: {exc}"
+                    failed = True
+            report["roles"][role] = entry
+        report["limits"] = dataclasses.asdict(b.limits)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(f"bench {report['bench']} (chip {report['chip']}"
+                   f"{', simulated' if report['simulated'] else ''})")
+        for role, entry in report["roles"].items():
+            click.echo(f"  {role:8} {entry['status']:6} {entry['driver'] or '-':26} "
+                       f"{entry['identity'] or ''}")
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,9 +26,12 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buffer = MessageBuffer()
+        quickack = getattr(socket, "TCP_QUICKACK", None)
         while True:
             try:
                 data = sock.recv(1 << 20)
+                if quickack is not None:  # ACK at once: clients that write twice in a row
+                    sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)  # are not held by Nagle
             except OSError:
                 return
             if not data:

@@ -1,0 +1,195 @@
+"""Driver of the reference array controller (our SCPI set, docs/array-controller-scpi.md).
+
+One bus transaction per array operation: whole arrays move as IEEE-488.2
+definite-length blocks of little-endian float32 (uint8 for masks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instruments.errors import BadReply, InstrumentError
+from instruments.safety import SafetyGuard
+from instruments.session import VisaSession
+
+BYTES_PER_SECOND = 1e6  # worst-case link speed used to scale timeouts
+
+
+class ArrayShapeError(InstrumentError, ValueError):
+    """An array argument does not match the controller's array."""
+
+
+class ReferenceArrayController:
+    """ArrayController role for boards that implement our reference SCPI set."""
+
+    role = "array"
+    session_options = {"error_query": ":SYST:ERR?"}
+
+    def __init__(self, session: VisaSession, guard: SafetyGuard, *,
+                 forming_voltage: float | None = None, forming_width: float | None = None,
+                 read_voltage: float | None = None) -> None:
+        self.session = session
+        self.guard = guard
+        self.forming_voltage = forming_voltage
+        self.forming_width = forming_width
+        self.read_voltage = read_voltage
+        self._shape: tuple[int, int] | None = None
+        self._batches: int | None = None
+        self._configured = False
+
+    # -- identity and set-up ------------------------------------------------------
+    @property
+    def transactions(self) -> int:
+        return self.session.transactions
+
+    def identity(self) -> str:
+        return self.session.query("*IDN?").strip()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if self._shape is None:
+            self._shape = self.session.query(":ARR:SIZE?", parse=_pair)
+        return self._shape
+
+    def _setup(self) -> None:
+        if self._configured:
+            return
+        self._configured = True
+        if self.read_voltage is not None:
+            self.configure_read_voltage(self.read_voltage)
+
+    def configure_read_voltage(self, volts: float) -> None:
+        v = self.guard.read_voltage(volts)
+        self.session.write(f":CONF:READ:VOLT {v:.6g}")
+        self.session.check_errors("setting the read voltage")
+        self.read_voltage = v
+        self._configured = True
+
+    def set_mvm_range(self, amps: float) -> None:
+        if not 0 < amps <= 0.1:
+            raise ArrayShapeError(f"MVM range {amps!r} A must be in (0, 0.1]")
+        self.session.write(f":MVM:RANG {amps:.6g}")
+        self.session.check_errors("setting the MVM range")
+
+    def _timeout(self, nbytes: int) -> float:
+        return self.session.timeout_s + nbytes / BYTES_PER_SECOND
+
+    def _mask(self, mask) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.shape != self.shape or mask.dtype != bool:
+            raise ArrayShapeError(f"mask must be a boolean array of shape {self.shape}, "
+                                  f"got {mask.dtype} {mask.shape}")
+        return mask
+
+    # -- array operations -----------------------------------------------------------
+    def read(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Conductances in siemens; NaN outside ``mask``. One transaction."""
+        self._setup()
+        rows, cols = self.shape
+        if mask is None:
+            values = self.session.query_block(
+                ":MEAS:ARR?", "f", timeout_s=self._timeout(4 * rows * cols),
+                parse=_expect(rows * cols))
+            return values.astype(np.float64).reshape(rows, cols)
+        mask = self._mask(mask)
+        count = int(mask.sum())
+        out = np.full((rows, cols), np.nan)
+        if count == 0:
+            return out
+        values = self.session.query_block(
+            ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8).ravel(), payload_dtype="B",
+            timeout_s=self._timeout(5 * rows * cols), parse=_expect(count))
+        out[mask] = values
+        return out
+
+    def pulse(self, volts: np.ndarray, width: float | np.ndarray = 1e-6) -> int:
+        """Apply one pulse batch (signed volts per cell, 0 = none). One transaction.
+
+        A batch is never sent twice: if the link fails mid-transaction the
+        driver reconnects and asks the board how many batches it applied.
+        """
+        volts = np.asarray(volts, dtype=np.float64)
+        if volts.shape != self.shape:
+            raise ArrayShapeError(f"volts must have shape {self.shape}, got {volts.shape}")
+        self.guard.pulses(volts, width)
+        self._setup()
+        w = np.asarray(width, dtype=np.float64)
+        if w.ndim == 0:
+            command, payload = f":PULS:ARR? {float(w):.9g},", volts.astype("<f4").ravel()
+        else:
+            command = ":PULS:ARR:WIDT? "
+            payload = np.concatenate([volts.ravel(), w.ravel()]).astype("<f4")
+        if self._batches is None:
+            self._batches = self.session.query(":PULS:COUN?", parse=int)
+        before = self._batches
+        try:
+            count = self.session.query_with_block(
+                command, payload, "f", parse=int, retry=False,
+                timeout_s=self._timeout(payload.nbytes))
+        except InstrumentError:
+            self.session.reconnect()
+            applied = self.session.query(":PULS:COUN?", parse=int)
+            if applied == before:  # the batch never arrived: send it once more
+                count = self.session.query_with_block(
+                    command, payload, "f", parse=int, retry=False,
+                    timeout_s=self._timeout(payload.nbytes))
+            else:
+                self._batches = applied
+                self.session.check_errors("a pulse batch whose reply was lost")
+                return -1  # applied; the board's count of switched cells was lost
+        self._batches = before + 1
+        return count
+
+    def mvm(self, x_volts: np.ndarray) -> np.ndarray:
+        """Column currents (A) for row voltages (V), (rows,) or (n, rows). One transaction."""
+        x = self.guard.input_voltages(x_volts)
+        rows, cols = self.shape
+        single = x.ndim == 1
+        x2 = np.atleast_2d(x)
+        if x2.ndim != 2 or x2.shape[1] != rows:
+            raise ArrayShapeError(f"x_volts must have shape ({rows},) or (n, {rows}), "
+                                  f"got {x.shape}")
+        self._setup()
+        out = self.session.query_block(
+            ":MVM? ", "f", payload=x2.astype("<f4").ravel(), payload_dtype="f",
+            timeout_s=self._timeout(4 * x2.size + 4 * x2.shape[0] * cols),
+            parse=_expect(x2.shape[0] * cols))
+        out = out.astype(np.float64).reshape(x2.shape[0], cols)
+        return out[0] if single else out
+
+    def form(self, voltage: float | None = None, width: float | None = None,
+             mask: np.ndarray | None = None) -> int:
+        """Forming pulses on the array (or ``mask``); returns cells formed."""
+        v = self.forming_voltage if voltage is None else voltage
+        w = self.forming_width if width is None else width
+        if v is None or w is None:
+            raise ArrayShapeError("no forming voltage/width given and none configured")
+        self.guard.forming(v, w)
+        command = f":FORM:ARR? {v:.6g},{w:.6g}"
+        if mask is None:
+            count = self.session.query(command, parse=int, timeout_s=self._timeout(0) + 10)
+        else:
+            mask = self._mask(mask)
+            count = self.session.query_with_block(
+                command + ",", mask.astype(np.uint8).ravel(), "B", parse=int,
+                timeout_s=self._timeout(mask.size) + 10)
+        return count
+
+    def check(self) -> None:
+        self.session.check_errors()
+
+
+def _pair(reply: str) -> tuple[int, int]:
+    a, b = reply.strip().split(",")
+    return int(a), int(b)
+
+
+def _expect(count: int):
+    def check(values: np.ndarray) -> np.ndarray:
+        if values.size != count:
+            raise BadReply(f"expected {count} values, got {values.size}")
+        if not np.all(np.isfinite(values)):
+            raise BadReply("reply holds NaN or infinity")
+        return values
+
+    return check

@@ -1,0 +1,39 @@
+"""Instrument errors, each saying what happened and what to do about it."""
+
+from __future__ import annotations
+
+
+class InstrumentError(RuntimeError):
+    """Base of every error raised by the hardware abstraction layer."""
+
+
+class SafetyError(InstrumentError):
+    """A request exceeds the chip's safe operating limits; nothing was sent."""
+
+
+class InstrumentTimeout(InstrumentError):
+    """The instrument did not answer in time, even after retries."""
+
+
+class InstrumentIOError(InstrumentError):
+    """The connection failed or the reply was unreadable, even after retries."""
+
+
+class InstrumentReportedError(InstrumentError):
+    """The instrument's error queue reported a problem with a command."""
+
+
+class ComplianceTrip(InstrumentError):
+    """The SMU hit its current compliance: the device may be shorted or stuck high."""
+
+
+class ProberError(InstrumentError):
+    """The prober refused or failed a command."""
+
+
+class ContactError(ProberError):
+    """The prober could not make contact with the die."""
+
+
+class BadReply(ValueError):
+    """A reply could not be parsed (garbled bytes); the session retries."""

@@ -1,0 +1,91 @@
+"""The roles of a bench: small interfaces a protocol asks for by shape.
+
+A protocol names only the capability it uses (``ArrayController``,
+``Clock``, ...); any driver with the same methods serves. Units: siemens,
+volts, amperes, seconds, degrees C.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class ArrayController(Protocol):
+    """A crossbar: whole-array reads, pulses, MVM and forming, batched."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def transactions(self) -> int:
+        """Bus transactions so far (for accounting)."""
+        ...
+
+    def read(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Conductances (S), shape ``shape``; NaN outside ``mask``."""
+        ...
+
+    def pulse(self, volts: np.ndarray, width: float | np.ndarray = 1e-6) -> int:
+        """One pulse per cell: signed amplitude (V, + SET, - RESET, 0 none), width (s)."""
+        ...
+
+    def mvm(self, x_volts: np.ndarray) -> np.ndarray:
+        """Column currents (A) for row voltages, shape (rows,) or (n, rows)."""
+        ...
+
+    def form(self, voltage: float | None = None, width: float | None = None,
+             mask: np.ndarray | None = None) -> int:
+        """Forming pulses; returns the number of cells formed."""
+        ...
+
+
+@runtime_checkable
+class SourceMeter(Protocol):
+    def set_compliance(self, amps: float) -> None: ...
+    def set_voltage(self, volts: float) -> None: ...
+    def output(self, on: bool) -> None: ...
+    def measure_current(self) -> float: ...
+    def list_sweep(self, volts: np.ndarray, dwell_s: float) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SwitchMatrix(Protocol):
+    def close(self, channels: list[str]) -> None: ...
+    def open(self, channels: list[str]) -> None: ...
+    def open_all(self) -> None: ...
+    def exclusive_close(self, channels: list[str]) -> None: ...
+    def closed(self) -> list[str]: ...
+
+
+@runtime_checkable
+class ThermalController(Protocol):
+    def set_temperature(self, celsius: float) -> None: ...
+    def temperature(self) -> float: ...
+    def setpoint(self) -> float: ...
+    def settled(self) -> bool: ...
+
+
+@runtime_checkable
+class Prober(Protocol):
+    def goto(self, die: int | tuple[int, int]) -> tuple[int, int]:
+        """Step to a die (id, or (column, row)) and make contact; returns (x, y)."""
+        ...
+
+    def contact(self) -> None: ...
+    def separate(self) -> None: ...
+    def position(self) -> tuple[int, int]: ...
+    def set_bin(self, bin_number: int) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def wait(self, seconds: float) -> None:
+        """Let time pass: real on a bench, virtual on the simulator."""
+        ...
+
+    def now(self) -> float:
+        """Seconds on this clock (monotonic)."""
+        ...

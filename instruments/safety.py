@@ -1,0 +1,131 @@
+"""The safety guard: chip limits enforced before any byte is sent.
+
+Every driver method that sources a voltage, a current, a pulse or a
+temperature asks the guard first; a request outside the limits raises
+:class:`SafetyError` and nothing reaches the instrument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from instruments.errors import SafetyError
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Safe operating limits of a chip. Volts, seconds, amperes, degrees C."""
+
+    max_read_voltage: float
+    max_program_voltage: float
+    max_pulse_width: float
+    max_forming_voltage: float
+    max_forming_width: float
+    max_compliance: float
+    min_temperature: float
+    max_temperature: float
+
+    @classmethod
+    def from_object(cls, obj) -> SafetyLimits:
+        """Copy the same-named attributes (e.g. a chip spec's ``limits`` section)."""
+        return cls(**{f.name: float(getattr(obj, f.name)) for f in fields(cls)})
+
+    @property
+    def max_source_voltage(self) -> float:
+        """The most any SMU output may ever reach on this chip."""
+        return max(self.max_program_voltage, self.max_forming_voltage, self.max_read_voltage)
+
+
+def _finite(value: float, what: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise SafetyError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise SafetyError(f"{what} must be finite, got {value!r}")
+    return value
+
+
+class SafetyGuard:
+    """Checks requests against :class:`SafetyLimits`; raises before any I/O."""
+
+    def __init__(self, limits: SafetyLimits) -> None:
+        self.limits = limits
+
+    def read_voltage(self, volts: float) -> float:
+        v = _finite(volts, "read voltage")
+        if not 0 < abs(v) <= self.limits.max_read_voltage:
+            raise SafetyError(f"read voltage {v:g} V is outside (0, "
+                              f"{self.limits.max_read_voltage:g}] V set by the chip's limits")
+        return v
+
+    def input_voltages(self, x: np.ndarray) -> np.ndarray:
+        """MVM inputs are read-level voltages on every row."""
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise SafetyError("MVM inputs contain NaN or infinity")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > self.limits.max_read_voltage:
+            raise SafetyError(f"MVM input {peak:g} V exceeds the read limit "
+                              f"{self.limits.max_read_voltage:g} V")
+        return x
+
+    def pulses(self, volts: np.ndarray, width) -> None:
+        volts = np.asarray(volts, dtype=np.float64)
+        if not np.all(np.isfinite(volts)):
+            raise SafetyError("pulse amplitudes contain NaN or infinity")
+        peak = float(np.abs(volts).max()) if volts.size else 0.0
+        if peak > self.limits.max_program_voltage:
+            raise SafetyError(f"pulse amplitude {peak:g} V exceeds the program limit "
+                              f"{self.limits.max_program_voltage:g} V")
+        w = np.asarray(width, dtype=np.float64)
+        active = volts != 0
+        widths = w if w.ndim == 0 else w[active]
+        if w.ndim and w.shape != volts.shape:
+            raise SafetyError(f"widths have shape {w.shape}, amplitudes {volts.shape}")
+        if not np.all(np.isfinite(widths)) or np.any(widths <= 0):
+            raise SafetyError("pulse widths must be positive and finite (seconds)")
+        longest = float(np.max(widths)) if np.size(widths) else 0.0
+        if longest > self.limits.max_pulse_width:
+            raise SafetyError(f"pulse width {longest:g} s exceeds the limit "
+                              f"{self.limits.max_pulse_width:g} s")
+
+    def forming(self, volts: float, width: float) -> None:
+        v, w = _finite(volts, "forming voltage"), _finite(width, "forming width")
+        if not 0 < v <= self.limits.max_forming_voltage:
+            raise SafetyError(f"forming voltage {v:g} V is outside (0, "
+                              f"{self.limits.max_forming_voltage:g}] V")
+        if not 0 < w <= self.limits.max_forming_width:
+            raise SafetyError(f"forming width {w:g} s is outside (0, "
+                              f"{self.limits.max_forming_width:g}] s")
+
+    def source_voltage(self, volts: float) -> float:
+        v = _finite(volts, "source voltage")
+        if abs(v) > self.limits.max_source_voltage:
+            raise SafetyError(f"source voltage {v:g} V exceeds the chip's largest limit "
+                              f"{self.limits.max_source_voltage:g} V")
+        return v
+
+    def compliance(self, amps: float) -> float:
+        i = _finite(amps, "compliance current")
+        if not 0 < i <= self.limits.max_compliance:
+            raise SafetyError(f"compliance {i:g} A is outside (0, "
+                              f"{self.limits.max_compliance:g}] A")
+        return i
+
+    def temperature(self, celsius: float) -> float:
+        t = _finite(celsius, "temperature")
+        lo, hi = self.limits.min_temperature, self.limits.max_temperature
+        if not lo <= t <= hi:
+            raise SafetyError(f"temperature {t:g} degC is outside [{lo:g}, {hi:g}] degC "
+                              "allowed for this chip")
+        return t
+
+    def wait(self, seconds: float) -> float:
+        s = _finite(seconds, "wait")
+        if s < 0:
+            raise SafetyError(f"cannot wait a negative time ({s:g} s)")
+        return s
