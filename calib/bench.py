@@ -98,6 +98,8 @@ class Bench:
                 raise BenchConfigError(f"roles.{role}: smu-switch-array needs [roles.smu] and "
                                        "[roles.switch]")
             opts = {"word_lines": 16, "bit_lines": 16, **rc.options}
+            if self.simulation is not None:  # the simulated probe card's wiring
+                opts.setdefault("first_bit_column", self.simulation.wiring.word_lines)
             return SmuSwitchArray(
                 built["smu"], built["switch"], self.guard,
                 read_voltage=spec.window.read_voltage,

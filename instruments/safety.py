@@ -57,7 +57,7 @@ class SafetyGuard:
 
     def read_voltage(self, volts: float) -> float:
         v = _finite(volts, "read voltage")
-        if not 0 < abs(v) <= self.limits.max_read_voltage:
+        if not 0 < v <= self.limits.max_read_voltage:
             raise SafetyError(f"read voltage {v:g} V is outside (0, "
                               f"{self.limits.max_read_voltage:g}] V set by the chip's limits")
         return v

@@ -220,10 +220,11 @@ class SimChip:
         return g if factor is None else g * factor
 
     # -- array operations ---------------------------------------------------
-    def read(self, mask=None, voltage: float | None = None) -> np.ndarray:
+    def read(self, mask=None, voltage: float | None = None, adc: bool = True) -> np.ndarray:
         """Read conductances (siemens) of all cells or of ``mask``; NaN where not read.
 
-        Each read draws fresh read noise and passes the read ADC.
+        Each read draws fresh read noise and passes the read ADC (``adc=False``:
+        the analog value, as an external SMU measuring the cell sees it).
         """
         v = self.spec.window.read_voltage if voltage is None else float(voltage)
         if not math.isfinite(v) or v <= 0:
@@ -233,11 +234,18 @@ class SimChip:
         noisy = self._read_sigma(g, sel)
         noisy *= normals(self._rng, g.size)
         noisy += g
-        adc = self.spec.adc
-        current = devices.quantize(noisy * F32(v), adc.read_full_scale * v, adc.read_bits, False)
-        values = current * F32(1.0 / v)
+        # The read ADC has a fixed current range: read_full_scale at the nominal read
+        # voltage. Reading at another voltage changes the conductance resolution.
+        if adc:
+            conv = self.spec.adc
+            i_full = conv.read_full_scale * self.spec.window.read_voltage
+            current = devices.quantize(noisy * F32(v), i_full, conv.read_bits, False)
+            values = current.astype(np.float64)
+            values /= v
+        else:
+            values = noisy.astype(np.float64)
         if isinstance(sel, slice):
-            out = values.astype(np.float64).reshape(self.shape)
+            out = values.reshape(self.shape)
             rows_read = self.shape[0]
         else:
             out = np.full(self.size, np.nan)

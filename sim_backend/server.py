@@ -85,8 +85,8 @@ class SimServers:
                 self.stop()
                 raise ServerError(f"cannot serve {role} on {self.host}:{port}: {exc}") from None
             self._servers[role] = server
-            thread = threading.Thread(target=server.serve_forever, name=f"sim-{role}",
-                                      daemon=True)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                                      name=f"sim-{role}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self

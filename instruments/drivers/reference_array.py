@@ -57,6 +57,7 @@ class ReferenceArrayController:
         self._configured = True
         if self.read_voltage is not None:
             self.configure_read_voltage(self.read_voltage)
+        self._batches = self.session.query(":PULS:COUN?", parse=int)
 
     def configure_read_voltage(self, volts: float) -> None:
         v = self.guard.read_voltage(volts)
@@ -119,8 +120,6 @@ class ReferenceArrayController:
         else:
             command = ":PULS:ARR:WIDT? "
             payload = np.concatenate([volts.ravel(), w.ravel()]).astype("<f4")
-        if self._batches is None:
-            self._batches = self.session.query(":PULS:COUN?", parse=int)
         before = self._batches
         try:
             count = self.session.query_with_block(

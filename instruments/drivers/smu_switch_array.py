@@ -30,10 +30,16 @@ class SmuSwitchArray:
     def __init__(self, smu, switch, guard: SafetyGuard, *, word_lines: int, bit_lines: int,
                  read_voltage: float = 0.2, compliance: float = 1e-4,
                  forming_voltage: float | None = None, forming_width: float | None = None,
-                 forming_compliance: float | None = None) -> None:
-        if word_lines + bit_lines > 6 * CHANNELS_PER_CARD:
-            raise InstrumentError(f"{word_lines} + {bit_lines} lines exceed the matrix's "
-                                  f"{6 * CHANNELS_PER_CARD} columns")
+                 forming_compliance: float | None = None,
+                 first_bit_column: int | None = None) -> None:
+        """``first_bit_column``: matrix column (0-based, across cards) of bit line 0,
+        as the probe card is wired; word line i is matrix column i."""
+        self.first_bit_column = word_lines if first_bit_column is None else first_bit_column
+        if self.first_bit_column < word_lines:
+            raise InstrumentError("bit lines overlap the word lines on the matrix")
+        if self.first_bit_column + bit_lines > 6 * CHANNELS_PER_CARD:
+            raise InstrumentError(f"{word_lines} word and {bit_lines} bit lines do not fit "
+                                  f"the matrix's {6 * CHANNELS_PER_CARD} columns")
         self.smu = smu
         self.switch = switch
         self.guard = guard
@@ -64,7 +70,7 @@ class SmuSwitchArray:
         return [tuple(ix) for ix in np.argwhere(mask)]
 
     def _connect(self, i: int, j: int) -> None:
-        self.switch.exclusive_close([channel("A", i), channel("B", self.shape[0] + j)])
+        self.switch.exclusive_close([channel("A", i), channel("B", self.first_bit_column + j)])
 
     def read(self, mask: np.ndarray | None = None) -> np.ndarray:
         v = self.guard.read_voltage(self.read_voltage)

@@ -85,9 +85,9 @@ class Keithley2450Emulator(ScpiInstrument):
             if volts >= r.set_threshold and spec.forming.required:
                 chip.form(voltage=volts, width=seconds, mask=mask)
             if volts > r.set_threshold or volts < -r.reset_threshold:
-                self.bench.observed.note("pulse_width", seconds)
+                self.bench.observed.note("smu_dwell", seconds)
                 chip.pulse(np.where(mask, volts, 0.0), width=seconds)
-            g = chip.read(mask, voltage=max(abs(volts), 1e-3))
+            g = chip.read(mask, voltage=max(abs(volts), 1e-3), adc=False)
             current = float(np.nansum(g[mask])) * volts
         current += float(self._rng.normal(0, 1e-12))  # noise floor
         forced = self.bench.faults.take(self.role, ("compliance",))
