@@ -89,9 +89,10 @@ class VisaSession:
                     self.resource, read_termination=self._terms[0],
                     write_termination=self._terms[1], timeout=int(self.timeout_s * 1000),
                 )
-            except pyvisa.VisaIOError as exc:
+            except (pyvisa.VisaIOError, OSError) as exc:
+                why = getattr(exc, "abbreviation", None) or exc.__class__.__name__
                 raise InstrumentIOError(
-                    f"{self.name}: cannot open {self.resource} ({exc.abbreviation}); "
+                    f"{self.name}: cannot open {self.resource} ({why}); "
                     "check the resource string, cabling and that the instrument is on"
                 ) from None
         return self._res
@@ -143,6 +144,12 @@ class VisaSession:
                     if exc.error_code not in _RETRYABLE or attempt == attempts - 1:
                         break
                     self.reconnect()
+                except (ConnectionError, BrokenPipeError) as exc:
+                    last = exc
+                    log.debug("%s: %s connection error: %s", self.name, _preview(describe), exc)
+                    if attempt == attempts - 1:
+                        break
+                    self.reconnect()
                 except (BadReply, ValueError, UnicodeDecodeError) as exc:
                     last = exc
                     log.debug("%s: %s garbled reply: %s", self.name, _preview(describe), exc)
@@ -154,6 +161,11 @@ class VisaSession:
                     f"{self.name}: no answer to {_preview(describe, 40)!r} within "
                     f"{timeout_s or self.timeout_s:g} s after {attempts} attempt(s); check that "
                     "the instrument is on and the command is valid"
+                ) from None
+            if isinstance(last, OSError):
+                raise InstrumentIOError(
+                    f"{self.name}: cannot open {self.resource} ({last.strerror or last}); "
+                    "check the resource string, cabling and that the instrument is on"
                 ) from None
             raise InstrumentIOError(
                 f"{self.name}: {_preview(describe, 40)!r} failed after {attempts} attempt(s): "

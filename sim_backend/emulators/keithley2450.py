@@ -91,8 +91,8 @@ class Keithley2450Emulator(ScpiInstrument):
             current = float(np.nansum(g[mask])) * volts
         current += float(self._rng.normal(0, 1e-12))  # noise floor
         forced = self.bench.faults.take(self.role, ("compliance",))
-        if forced or abs(current) > self.ilim:
-            self.tripped = True
+        self.tripped = bool(forced or abs(current) > self.ilim)  # state of the last point
+        if self.tripped:
             current = float(np.sign(current or 1.0)) * self.ilim
         return current
 
