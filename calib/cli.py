@@ -18,11 +18,16 @@ import sim_backend
 from calib import __version__
 from calib.bench import open_bench
 from calib.bench_config import BenchConfigError
+from calib.programming import PATTERNS, ProgramInputError
+from calib.store import DieStoreError
 from instruments import InstrumentError
+from protocols.weights import WeightMappingError
+from protocols.write_verify import WriteVerifyError
 from sim_backend.server import ServerError
 
 USER_ERRORS = (sim_backend.ChipSpecError, sim_backend.WaferSpecError,
-               sim_backend.ChipInputError, BenchConfigError, InstrumentError, ServerError)
+               sim_backend.ChipInputError, BenchConfigError, InstrumentError, ServerError,
+               ProgramInputError, DieStoreError, WriteVerifyError, WeightMappingError)
 
 
 class _Group(click.Group):
@@ -135,6 +140,88 @@ def sim_serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -
         pass
     finally:
         servers.stop()
+
+
+@main.command()
+@click.option("--die", "die_id", type=int, required=True, help="Die id on the wafer map.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Weights .npy (inputs x outputs), mapped to differential pairs.")
+@click.option("--target", type=click.Path(dir_okay=False), default=None,
+              help="Target conductances .npy in siemens (NaN = leave alone).")
+@click.option("--pattern", type=click.Choice(PATTERNS), default=None, help="A test pattern.")
+@click.option("--tolerance", type=float, default=1e-6, show_default=True,
+              help="Band half-width, siemens.")
+@click.option("--max-pulses", type=int, default=None, help="Pulse budget per cell.")
+@click.option("--bench", "bench_file", default=None,
+              help="Bench config TOML (default: the embedded simulated bench).")
+@click.option("--results", default="calib-results", show_default=True,
+              help="Results directory (<results>/<wafer>/die_<id>.h5).")
+@click.option("--wafer", default=None, help="Wafer name for the results folder.")
+@click.option("--no-form", is_flag=True, help="Skip forming even if the chip needs it.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def program(die_id, weights, target, pattern, tolerance, max_pulses, bench_file, results,
+            wafer, no_form, as_json) -> None:
+    """Program a die by write-verify and store the run (default: the example layer)."""
+    from calib.programming import make_targets, program_die
+
+    if not 0 < tolerance < 1e-3:
+        raise click.ClickException(f"--tolerance {tolerance!r} S is not a plausible band "
+                                   "(siemens: 1 uS is 1e-6)")
+    with open_bench(bench_file) as b:
+        w = b.chip_spec.window
+        targets = make_targets(tuple(b.array.shape), w.g_min, w.g_max, weights=weights,
+                               target=target, pattern=pattern, seed=die_id)
+        total = int(np.isfinite(targets.values).sum())
+        show_bar = not as_json and sys.stderr.isatty()
+        bar = click.progressbar(length=total, label=f"die {die_id}", file=sys.stderr,
+                                show_pos=True) if show_bar else None
+        done = {"n": 0}
+
+        def progress(p) -> None:
+            if bar is not None:
+                bar.update(max(0, p.converged - done["n"]))
+                done["n"] = max(done["n"], p.converged)
+
+        try:
+            if bar is not None:
+                bar.__enter__()
+            summary = program_die(b, die_id, targets, tolerance=tolerance,
+                                  max_pulses=max_pulses, results=results, wafer=wafer,
+                                  form=False if no_form else None, progress=progress)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"die {summary['die']}: {summary['cells']} cells, "
+               f"{summary['in_band_fraction']:.2%} in +-{tolerance * 1e6:g} uS "
+               f"({summary['unresponsive_cells']} unresponsive, "
+               f"{summary['unreachable_cells']} unreachable)")
+    click.echo(f"pulses per cell mean {summary['pulses_mean']:.2f}, p99 "
+               f"{summary['pulses_p99']:.0f}; {summary['iterations']} iterations, "
+               f"{summary['transactions']} transactions; bench time "
+               f"{summary['bench_time_s']:.2f} s, wall {summary['wall_time_s']:.2f} s")
+    click.echo(f"stored {summary['run']} in {summary['file']}")
+
+
+@main.command()
+@click.argument("file", type=click.Path())
+@click.option("--out", "out_dir", default=None, help="Output folder (default: beside FILE).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def report(file, out_dir, as_json) -> None:
+    """PNG plots and a text summary of a die file's programming runs."""
+    from calib.report import write_report
+
+    out = write_report(file, out_dir)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in out.items() if k != "text"}))
+        return
+    for line in out["text"]:
+        click.echo(line)
+    for png in out["plots"]:
+        click.echo(f"plot: {png}")
+    click.echo(f"summary: {out['summary']}")
 
 
 @main.group(cls=_Group)

@@ -24,6 +24,11 @@ class ArrayController(Protocol):
         """Bus transactions so far (for accounting)."""
         ...
 
+    @property
+    def limits(self):
+        """The SafetyLimits this controller enforces, so protocols can plan within them."""
+        ...
+
     def read(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Conductances (S), shape ``shape``; NaN outside ``mask``."""
         ...

@@ -1,0 +1,19 @@
+"""The algorithms: functions of role interfaces and parameters that return results.
+
+Nothing here imports a driver, the simulator, h5py or click.
+"""
+
+from protocols.response import AdaptiveResponse, PulseModel, ResponseModel
+from protocols.write_verify import (
+    IterationRecord,
+    Progress,
+    WriteVerifyError,
+    WriteVerifyParams,
+    WriteVerifyResult,
+    write_verify,
+)
+
+__all__ = [
+    "AdaptiveResponse", "IterationRecord", "Progress", "PulseModel", "ResponseModel",
+    "WriteVerifyError", "WriteVerifyParams", "WriteVerifyResult", "write_verify",
+]

@@ -39,6 +39,10 @@ class ReferenceArrayController:
 
     # -- identity and set-up ------------------------------------------------------
     @property
+    def limits(self):
+        return self.guard.limits
+
+    @property
     def transactions(self) -> int:
         return self.session.transactions
 

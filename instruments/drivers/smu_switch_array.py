@@ -55,6 +55,10 @@ class SmuSwitchArray:
         return self._shape
 
     @property
+    def limits(self):
+        return self.guard.limits
+
+    @property
     def transactions(self) -> int:
         return self.smu.transactions + self.switch.transactions
 

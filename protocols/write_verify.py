@@ -1,0 +1,393 @@
+"""Write-verify programming of a target conductance matrix, array-parallel.
+
+Each iteration reads every unconverged cell in one transaction and pulses all
+of them in one more. Per cell: polarity from the sign of the error, amplitude
+and width from what that cell has shown so far (a learned gain; step-up of
+amplitude, then width, when it does not move; smaller steps near the target),
+a tolerance band and a pulse budget. Cells that do not respond (stuck or
+unformed) or saturate short of their target (unreachable) stop consuming
+pulses and are reported separately. After convergence the loop lets the
+cells relax (clock role), re-reads, and touches up those that left the band.
+
+Uses only the ArrayController and Clock roles: no instrument, file or print.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from protocols.response import RESET, SET, AdaptiveResponse, PulseModel, ResponseModel
+
+# Per-cell status codes. CONFIRM: read in the band once, re-read (unpulsed) before
+# it counts as converged, so one lucky noisy read cannot end a cell's programming.
+IDLE, ACTIVE, CONVERGED, UNRESPONSIVE, UNREACHABLE, EXHAUSTED, CONFIRM = range(7)
+STATUS_NAMES = ("idle", "active", "converged", "unresponsive", "unreachable", "exhausted",
+                "confirm")
+
+
+class WriteVerifyError(ValueError):
+    """Bad input to write-verify (shape, NaN-only targets, parameters)."""
+
+
+@dataclass(frozen=True)
+class WriteVerifyParams:
+    """Knobs of the loop. Siemens, volts, seconds."""
+
+    tolerance: float = 1e-6  # half-width of the band around each target, S
+    accept_fraction: float = 0.8  # verify reads must be within this share of the band
+    reads_per_verify: int = 1  # verify reads averaged per iteration
+    confirm: bool = True  # accept a cell on the mean of two unpulsed reads
+    max_pulses: int = 60  # per cell, touch-ups included
+    max_iterations: int = 400
+    stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
+    move_fraction: float = 0.5  # "moved" means more than this share of the band
+    aim: float = 1.0  # fraction of the error each pulse aims to remove
+    relax_wait_s: float = 30.0  # wait before re-reading for touch-up (0: none)
+    touchup_rounds: int = 2
+    initial_gain: float = 2e-6  # S per unit drive before anything is learned
+    pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
+    pilot_min_cells: int = 64
+    seed: int = 0  # chooses the pilot cells
+    verify_noise: float = 0.4e-6  # S; how much a single step's reading can mislead
+    pulse_model: PulseModel = field(default_factory=PulseModel)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "tolerance": self.tolerance > 0,
+            "accept_fraction": 0 < self.accept_fraction <= 1,
+            "reads_per_verify": self.reads_per_verify >= 1,
+            "max_pulses": self.max_pulses >= 1,
+            "max_iterations": self.max_iterations >= 1,
+            "stall_pulses": self.stall_pulses >= 1,
+            "aim": 0 < self.aim <= 1.5,
+            "relax_wait_s": self.relax_wait_s >= 0,
+            "touchup_rounds": self.touchup_rounds >= 0,
+            "initial_gain": self.initial_gain > 0,
+            "pilot_fraction": 0 < self.pilot_fraction <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise WriteVerifyError(f"{name}: invalid value {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One iteration: what was active and sent, and what it cost."""
+
+    iteration: int
+    phase: str  # "program" or "touch-up"
+    active: int  # cells read and (if not converged) pulsed
+    pulsed: int
+    converged: int  # cells in the band after this iteration's verify
+    transactions: int  # cumulative
+    bench_time_s: float  # cumulative, on the clock role (virtual on the simulator)
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str
+    iteration: int
+    active: int
+    converged: int
+    total: int
+
+
+@dataclass(frozen=True)
+class WriteVerifyResult:
+    """Outcome of a write-verify run. Conductances in siemens; NaN = not targeted."""
+
+    target: np.ndarray
+    final: np.ndarray  # last verify read of every targeted cell
+    pulses: np.ndarray  # per cell
+    converged: np.ndarray  # bool: final read within tolerance
+    unresponsive: np.ndarray  # bool: never moved (stuck, unformed)
+    unreachable: np.ndarray  # bool: moved, but saturated short of the target
+    exhausted: np.ndarray  # bool: pulse budget spent without converging
+    iterations: int
+    history: tuple[IterationRecord, ...]
+    transactions: int
+    bench_time_s: float
+    wall_time_s: float
+    params: WriteVerifyParams
+
+    @property
+    def targeted(self) -> np.ndarray:
+        return np.isfinite(self.target)
+
+    @property
+    def cells(self) -> int:
+        return int(self.targeted.sum())
+
+    @property
+    def in_band_fraction(self) -> float:
+        """Share of targeted cells whose last verify read is in the band (self-reported)."""
+        return float(self.converged.sum() / max(1, self.cells))
+
+    def pulse_stats(self) -> dict[str, float]:
+        p = self.pulses[self.targeted]
+        if p.size == 0:
+            return {"mean": 0.0, "median": 0.0, "p99": 0.0}
+        return {"mean": float(p.mean()), "median": float(np.median(p)),
+                "p99": float(np.percentile(p, 99))}
+
+    def summary(self) -> dict:
+        stats = self.pulse_stats()
+        return {
+            "cells": self.cells, "in_band_fraction": self.in_band_fraction,
+            "unresponsive_cells": int(self.unresponsive.sum()),
+            "unreachable_cells": int(self.unreachable.sum()),
+            "exhausted_cells": int(self.exhausted.sum()),
+            "pulses_mean": stats["mean"], "pulses_median": stats["median"],
+            "pulses_p99": stats["p99"], "iterations": self.iterations,
+            "transactions": self.transactions, "bench_time_s": self.bench_time_s,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def params_dict(self) -> dict:
+        return asdict(self.params)
+
+
+def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
+    """Cap the pulse model at the controller's limits."""
+    model = params.pulse_model
+    limits = getattr(array, "limits", None)
+    if limits is None:
+        return model
+    from dataclasses import replace
+
+    return replace(model, v_max=min(model.v_max, limits.max_program_voltage),
+                   w_max=min(model.w_max, limits.max_pulse_width))
+
+
+def write_verify(
+    array,
+    target_siemens: np.ndarray,
+    tolerance: float | None = None,
+    clock=None,
+    params: WriteVerifyParams | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    response: ResponseModel | None = None,
+    **overrides,
+) -> WriteVerifyResult:
+    """Program ``target_siemens`` (NaN = leave alone) onto ``array``.
+
+    ``tolerance`` (S) and any field of :class:`WriteVerifyParams` may be given
+    as keywords. ``clock`` (Clock role) is needed for the relaxation wait and
+    for bench time; without one, no wait happens and bench time is 0.
+    ``response`` replaces the learned per-cell model (benchmarks' oracle).
+    """
+    from dataclasses import replace
+
+    params = params or WriteVerifyParams()
+    if tolerance is not None:
+        overrides["tolerance"] = tolerance
+    if overrides:
+        try:
+            params = replace(params, **overrides)
+        except TypeError as exc:
+            raise WriteVerifyError(str(exc)) from None
+    target = np.asarray(target_siemens, dtype=np.float64)
+    shape = tuple(array.shape)
+    if target.shape != shape:
+        raise WriteVerifyError(f"target has shape {target.shape}, the array is {shape}")
+    if np.any(np.isinf(target)) or np.any(target[np.isfinite(target)] < 0):
+        raise WriteVerifyError("targets must be finite, non-negative conductances (NaN = skip)")
+    flat_t = target.ravel()
+    targeted = np.isfinite(flat_t)
+    if not targeted.any():
+        raise WriteVerifyError("no cell has a target (all NaN)")
+    n = flat_t.size
+    model = _pulse_model_for(array, params)
+    if response is None:
+        response = AdaptiveResponse(n, model, initial_gain=params.initial_gain,
+                                    noise=params.verify_noise)
+
+    loop = _Loop(array, clock, params, response, flat_t, targeted, shape, progress)
+    loop.run("program")
+    for _ in range(params.touchup_rounds):
+        if clock is None or params.relax_wait_s <= 0:
+            break
+        clock.wait(params.relax_wait_s)
+        if not loop.reopen_drifted():
+            break
+        loop.run("touch-up")
+    return loop.result()
+
+
+class _Loop:
+    def __init__(self, array, clock, params, response, flat_t, targeted, shape, progress):
+        self.array, self.clock, self.p = array, clock, params
+        self.response = response
+        self.t, self.targeted, self.shape = flat_t, targeted, shape
+        self.progress = progress
+        n = flat_t.size
+        self.status = np.where(targeted, ACTIVE, IDLE).astype(np.int8)
+        self.g = np.full(n, np.nan)
+        self.g_first = np.full(n, np.nan)
+        self.g_lo = np.full(n, np.inf)
+        self.g_hi = np.full(n, -np.inf)
+        self.pulses = np.zeros(n, np.int32)
+        self.stalls = np.zeros(n, np.int16)
+        self.max_move = np.zeros(n)  # largest move in the pulsed direction, S
+        self.g_confirm = np.full(n, np.nan)  # the first in-band read awaiting confirmation
+        self.history: list[IterationRecord] = []
+        self.iterations = 0
+        self.tx0 = array.transactions
+        self.t0_bench = clock.now() if clock is not None else 0.0
+        self.t0_wall = time.perf_counter()
+        self.pending = None  # (idx, polarity, volts, width, g_before) of the last batch
+        # Pilot: if the response model has learned nothing yet, the first batch goes to
+        # a random few cells; the law fitted from their steps aims everyone else's.
+        self.pilot_pending = getattr(response, "law", None) == [None, None]
+
+    # -- verify -------------------------------------------------------------
+    def _read(self, idx: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.t.size, bool)
+        mask[idx] = True
+        whole = mask.all()
+        reads = []
+        for _ in range(self.p.reads_per_verify):
+            g = self.array.read(None if whole else mask.reshape(self.shape))
+            reads.append(g.ravel()[idx])
+        return np.mean(reads, axis=0)
+
+    def _bench_time(self) -> float:
+        return (self.clock.now() - self.t0_bench) if self.clock is not None else 0.0
+
+    # -- one phase ------------------------------------------------------------
+    def run(self, phase: str) -> None:
+        p = self.p
+        accept = p.tolerance * p.accept_fraction
+        move_eps = p.move_fraction * p.tolerance
+        while self.iterations < p.max_iterations:
+            idx = np.flatnonzero((self.status == ACTIVE) | (self.status == CONFIRM))
+            if idx.size == 0:
+                break
+            g = self._read(idx)
+            confirming = self.status[idx] == CONFIRM
+            self.g[idx] = g
+            first = np.isnan(self.g_first[idx])
+            self.g_first[idx[first]] = g[first]
+            self.g_lo[idx] = np.minimum(self.g_lo[idx], g)
+            self.g_hi[idx] = np.maximum(self.g_hi[idx], g)
+            if self.pending is not None:
+                self._learn(move_eps)
+            # confirming cells: judged on the mean of their two reads
+            c_idx = idx[confirming]
+            g_mean = 0.5 * (g[confirming] + self.g_confirm[c_idx])
+            ok = np.abs(g_mean - self.t[c_idx]) <= accept
+            self.status[c_idx[ok]] = CONVERGED
+            self.status[c_idx[~ok]] = ACTIVE
+            self.g[c_idx[~ok]] = g_mean[~ok]  # the better estimate to aim from
+            a_idx = idx[~confirming]
+            err = g[~confirming] - self.t[a_idx]
+            done = np.abs(err) <= accept
+            if p.confirm:
+                self.status[a_idx[done]] = CONFIRM
+                self.g_confirm[a_idx[done]] = g[~confirming][done]
+            else:
+                self.status[a_idx[done]] = CONVERGED
+            self._classify(a_idx[~done], move_eps)
+            out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= p.max_pulses)
+            self.status[idx[out_of_budget]] = EXHAUSTED
+            todo = idx[self.status[idx] == ACTIVE]
+            if self.pilot_pending and todo.size:
+                todo = self._pilot(todo)
+            pulsed = 0
+            if todo.size:
+                e = self.g[todo] - self.t[todo]
+                polarity = np.where(e < 0, SET, RESET)
+                wanted = np.abs(e) * p.aim
+                volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
+                signed = np.zeros(self.t.size)
+                signed[todo] = np.where(polarity == SET, volts, -volts)
+                widths = np.full(self.t.size, float(np.min(width)))
+                widths[todo] = width
+                uniform = bool(np.all(width == width[0]))
+                self.array.pulse(signed.reshape(self.shape),
+                                 width=float(width[0]) if uniform else widths.reshape(self.shape))
+                self.pulses[todo] += 1
+                self.pending = (todo, polarity, volts, width, self.g[todo].copy())
+                pulsed = int(todo.size)
+            else:
+                self.pending = None
+            self.iterations += 1
+            converged = int(np.count_nonzero(self.status == CONVERGED))
+            self.history.append(IterationRecord(
+                iteration=self.iterations, phase=phase, active=int(idx.size), pulsed=pulsed,
+                converged=converged, transactions=self.array.transactions - self.tx0,
+                bench_time_s=self._bench_time()))
+            if self.progress is not None:
+                self.progress(Progress(phase, self.iterations, pulsed, converged,
+                                       int(self.targeted.sum())))
+        self.pending = None
+
+    def _pilot(self, todo: np.ndarray) -> np.ndarray:
+        self.pilot_pending = False
+        k = max(self.p.pilot_min_cells, int(round(self.p.pilot_fraction * todo.size)))
+        if k >= todo.size:
+            return todo
+        rng = np.random.default_rng(self.p.seed)
+        return np.sort(rng.choice(todo, size=k, replace=False))
+
+    def _learn(self, move_eps: float) -> None:
+        idx, polarity, volts, width, g_before = self.pending
+        self.pending = None
+        g_after = self.g[idx]  # every pulsed cell stayed active, so it was just re-read
+        moved = (g_after - g_before) * np.where(polarity == SET, 1.0, -1.0)
+        ok = np.isfinite(moved)
+        self.response.observe(idx[ok], polarity[ok], volts[ok], width[ok], moved[ok],
+                              g_before[ok])
+        self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
+        strongest = self.response.at_max_drive(volts, width, polarity)
+        stalled = strongest & (moved < move_eps)
+        self.stalls[idx] = np.where(stalled, self.stalls[idx] + 1,
+                                    np.where(moved >= move_eps, 0, self.stalls[idx]))
+
+    def _classify(self, idx: np.ndarray, move_eps: float) -> None:
+        stuck = idx[self.stalls[idx] >= self.p.stall_pulses]
+        if stuck.size == 0:
+            return
+        # "moved" must stand clear of read noise, which grows with conductance
+        needed = np.maximum(4 * move_eps, 0.15 * np.abs(self.g[stuck]))
+        never_moved = self.max_move[stuck] < needed
+        self.status[stuck[never_moved]] = UNRESPONSIVE
+        self.status[stuck[~never_moved]] = UNREACHABLE
+
+    # -- touch-up -------------------------------------------------------------
+    def reopen_drifted(self) -> bool:
+        """Re-read converged cells (mean of two reads); those that relaxed out of the
+        acceptance band become active again."""
+        idx = np.flatnonzero(self.status == CONVERGED)
+        if idx.size == 0:
+            return False
+        g = 0.5 * (self._read(idx) + self._read(idx))
+        self.g[idx] = g
+        drifted = np.abs(g - self.t[idx]) > self.p.tolerance * self.p.accept_fraction
+        again = idx[drifted & (self.pulses[idx] < self.p.max_pulses)]
+        self.status[again] = ACTIVE
+        self.stalls[again] = 0
+        return again.size > 0
+
+    def result(self) -> WriteVerifyResult:
+        shape = self.shape
+        final = np.where(self.targeted, self.g, np.nan)
+        in_band = self.targeted & (np.abs(final - self.t) <= self.p.tolerance)
+
+        def grid(a):
+            return a.reshape(shape)
+
+        return WriteVerifyResult(
+            target=grid(self.t.copy()), final=grid(final), pulses=grid(self.pulses.copy()),
+            converged=grid(in_band), unresponsive=grid(self.status == UNRESPONSIVE),
+            unreachable=grid(self.status == UNREACHABLE),
+            exhausted=grid((self.status == EXHAUSTED) | (self.status == ACTIVE)),
+            iterations=self.iterations, history=tuple(self.history),
+            transactions=self.array.transactions - self.tx0,
+            bench_time_s=self._bench_time(), wall_time_s=time.perf_counter() - self.t0_wall,
+            params=self.p,
+        )
