@@ -117,6 +117,24 @@ def pulse_model_for(spec) -> PulseModel:
                       w_max=lim.max_pulse_width)
 
 
+def params_for(spec, tolerance: float = 1e-6,
+               max_pulses: int | None = None) -> protocols.WriteVerifyParams:
+    """Write-verify parameters that suit a chip type.
+
+    The nominal pulse model comes from the spec; the relaxation wait before
+    touch-up is 30 s, or a quarter of the drift onset t0 for drifting devices
+    (PCM), so touch-ups finish before drift starts.
+    """
+    wait = protocols.WriteVerifyParams().relax_wait_s
+    if spec.drift.model != "none":
+        wait = min(wait, 0.25 * spec.drift.t0)
+    extra = {} if max_pulses is None else {"max_pulses": max_pulses}
+    if max_pulses is not None and max_pulses < 1:
+        raise ProgramInputError("--max-pulses must be at least 1")
+    return protocols.WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model_for(spec),
+                                       relax_wait_s=wait, **extra)
+
+
 def wafer_name(bench: Bench, override: str | None = None) -> str:
     if override:
         return override
@@ -144,13 +162,7 @@ def program_die(bench: Bench, die: int, targets: Targets, *, tolerance: float = 
     temperature = bench.thermal.temperature() if bench.thermal is not None else None
     if spec.forming.required and form is not False:
         _form_pristine(bench, store, identities, temperature)
-    params = protocols.WriteVerifyParams(tolerance=tolerance,
-                                         pulse_model=pulse_model_for(spec))
-    if max_pulses is not None:
-        if max_pulses < 1:
-            raise ProgramInputError("--max-pulses must be at least 1")
-        params = protocols.WriteVerifyParams(**{**asdict(params), "max_pulses": max_pulses,
-                                                "pulse_model": params.pulse_model})
+    params = params_for(spec, tolerance, max_pulses)
     run_params = {**asdict(params), "target_source": targets.source}
     if targets.mapping is not None:
         run_params["weight_mapping"] = asdict(targets.mapping)

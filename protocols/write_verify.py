@@ -24,9 +24,11 @@ from protocols.response import RESET, SET, AdaptiveResponse, PulseModel, Respons
 
 # Per-cell status codes. CONFIRM: read in the band once, re-read (unpulsed) before
 # it counts as converged, so one lucky noisy read cannot end a cell's programming.
-IDLE, ACTIVE, CONVERGED, UNRESPONSIVE, UNREACHABLE, EXHAUSTED, CONFIRM = range(7)
+# PROBE: stalled without ever moving; one opposite-polarity pulse tells a cell saturated
+# at its bound (it moves: unreachable) from a stuck one (it does not: unresponsive).
+IDLE, ACTIVE, CONVERGED, UNRESPONSIVE, UNREACHABLE, EXHAUSTED, CONFIRM, PROBE = range(8)
 STATUS_NAMES = ("idle", "active", "converged", "unresponsive", "unreachable", "exhausted",
-                "confirm")
+                "confirm", "probe")
 
 
 class WriteVerifyError(ValueError):
@@ -101,9 +103,9 @@ class WriteVerifyResult:
     """Outcome of a write-verify run. Conductances in siemens; NaN = not targeted."""
 
     target: np.ndarray
-    final: np.ndarray  # last verify read of every targeted cell
+    final: np.ndarray  # best verify estimate of every targeted cell (mean of confirm reads)
     pulses: np.ndarray  # per cell
-    converged: np.ndarray  # bool: final read within tolerance
+    converged: np.ndarray  # bool: accepted (verify reads within the acceptance band)
     unresponsive: np.ndarray  # bool: never moved (stuck, unformed)
     unreachable: np.ndarray  # bool: moved, but saturated short of the target
     exhausted: np.ndarray  # bool: pulse budget spent without converging
@@ -233,6 +235,7 @@ class _Loop:
         self.pulses = np.zeros(n, np.int32)
         self.stalls = np.zeros(n, np.int16)
         self.max_move = np.zeros(n)  # largest move in the pulsed direction, S
+        self.g_probe = np.full(n, np.nan)  # read before a probe pulse
         self.g_confirm = np.full(n, np.nan)  # the first in-band read awaiting confirmation
         self.history: list[IterationRecord] = []
         self.iterations = 0
@@ -264,10 +267,16 @@ class _Loop:
         accept = p.tolerance * p.accept_fraction
         move_eps = p.move_fraction * p.tolerance
         while self.iterations < p.max_iterations:
-            idx = np.flatnonzero((self.status == ACTIVE) | (self.status == CONFIRM))
+            idx = np.flatnonzero((self.status == ACTIVE) | (self.status == CONFIRM) |
+                                 (self.status == PROBE))
             if idx.size == 0:
                 break
             g = self._read(idx)
+            probing = self.status[idx] == PROBE
+            if np.any(probing):
+                self._judge_probe(idx[probing], g[probing])
+                keep = ~probing
+                idx, g = idx[keep], g[keep]
             confirming = self.status[idx] == CONFIRM
             self.g[idx] = g
             first = np.isnan(self.g_first[idx])
@@ -282,7 +291,7 @@ class _Loop:
             ok = np.abs(g_mean - self.t[c_idx]) <= accept
             self.status[c_idx[ok]] = CONVERGED
             self.status[c_idx[~ok]] = ACTIVE
-            self.g[c_idx[~ok]] = g_mean[~ok]  # the better estimate to aim from
+            self.g[c_idx] = g_mean  # the better estimate, to report and to aim from
             a_idx = idx[~confirming]
             err = g[~confirming] - self.t[a_idx]
             done = np.abs(err) <= accept
@@ -297,11 +306,19 @@ class _Loop:
             todo = idx[self.status[idx] == ACTIVE]
             if self.pilot_pending and todo.size:
                 todo = self._pilot(todo)
+            probes = idx[self.status[idx] == PROBE]
             pulsed = 0
-            if todo.size:
+            if todo.size or probes.size:
                 e = self.g[todo] - self.t[todo]
                 polarity = np.where(e < 0, SET, RESET)
                 wanted = np.abs(e) * p.aim
+                # probes go the other way, asking for a clearly visible move
+                e_p = self.g[probes] - self.t[probes]
+                polarity = np.concatenate([polarity, np.where(e_p < 0, RESET, SET)])
+                wanted = np.concatenate([wanted, np.maximum(
+                    4 * p.move_fraction * p.tolerance, 0.3 * np.abs(self.g[probes]))])
+                self.g_probe[probes] = self.g[probes]
+                todo = np.concatenate([todo, probes])
                 volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
                 signed = np.zeros(self.t.size)
                 signed[todo] = np.where(polarity == SET, volts, -volts)
@@ -311,7 +328,9 @@ class _Loop:
                 self.array.pulse(signed.reshape(self.shape),
                                  width=float(width[0]) if uniform else widths.reshape(self.shape))
                 self.pulses[todo] += 1
-                self.pending = (todo, polarity, volts, width, self.g[todo].copy())
+                normal = self.status[todo] == ACTIVE
+                self.pending = (todo[normal], polarity[normal], volts[normal], width[normal],
+                                self.g[todo[normal]].copy())
                 pulsed = int(todo.size)
             else:
                 self.pending = None
@@ -344,9 +363,11 @@ class _Loop:
                               g_before[ok])
         self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
         strongest = self.response.at_max_drive(volts, width, polarity)
-        stalled = strongest & (moved < move_eps)
+        # a real move stands clear of read noise, which grows with conductance
+        clear = np.maximum(move_eps, 0.03 * np.abs(g_after))
+        stalled = strongest & (moved < clear)
         self.stalls[idx] = np.where(stalled, self.stalls[idx] + 1,
-                                    np.where(moved >= move_eps, 0, self.stalls[idx]))
+                                    np.where(moved >= clear, 0, self.stalls[idx]))
 
     def _classify(self, idx: np.ndarray, move_eps: float) -> None:
         stuck = idx[self.stalls[idx] >= self.p.stall_pulses]
@@ -355,8 +376,18 @@ class _Loop:
         # "moved" must stand clear of read noise, which grows with conductance
         needed = np.maximum(4 * move_eps, 0.15 * np.abs(self.g[stuck]))
         never_moved = self.max_move[stuck] < needed
-        self.status[stuck[never_moved]] = UNRESPONSIVE
+        self.status[stuck[never_moved]] = PROBE
         self.status[stuck[~never_moved]] = UNREACHABLE
+
+    def _judge_probe(self, idx: np.ndarray, g: np.ndarray) -> None:
+        """A probed cell that moved the other way responds: it is saturated, not stuck."""
+        self.g[idx] = g
+        moved = np.abs(g - self.g_probe[idx])
+        needed = np.maximum(4 * self.p.move_fraction * self.p.tolerance,
+                            0.15 * np.abs(self.g_probe[idx]))
+        responds = moved >= needed
+        self.status[idx[responds]] = UNREACHABLE
+        self.status[idx[~responds]] = UNRESPONSIVE
 
     # -- touch-up -------------------------------------------------------------
     def reopen_drifted(self) -> bool:
@@ -376,7 +407,7 @@ class _Loop:
     def result(self) -> WriteVerifyResult:
         shape = self.shape
         final = np.where(self.targeted, self.g, np.nan)
-        in_band = self.targeted & (np.abs(final - self.t) <= self.p.tolerance)
+        in_band = self.status == CONVERGED
 
         def grid(a):
             return a.reshape(shape)

@@ -166,7 +166,8 @@ class ReferenceArrayController:
         v = self.forming_voltage if voltage is None else voltage
         w = self.forming_width if width is None else width
         if v is None or w is None:
-            raise ArrayShapeError("no forming voltage/width given and none configured")
+            raise ArrayShapeError("no forming voltage/width given and none configured "
+                                  "(chips whose spec needs no forming are not formed)")
         self.guard.forming(v, w)
         command = f":FORM:ARR? {v:.6g},{w:.6g}"
         if mask is None:
