@@ -93,16 +93,22 @@ class PulseModel:
 class AdaptiveResponse:
     """Learns the response from what the cells do; no device truth is used.
 
-    Population law, per polarity, fitted robustly to every observed step:
-    soft bounds, move = |B - g| (1 - exp(-a d)) with d the nominal drive of
-    :class:`PulseModel`. Each cell then keeps its own multiplicative factor on
-    ``a`` (log space, updated in proportion to how far the expected move stands
-    above the verify noise). Before enough steps are seen, a linear prior
-    (``initial_gain`` S per unit drive) aims the first pulses.
+    Population law, per polarity, fitted robustly to the first observed steps
+    (the pilot batch and every cell's first pulse, which span the widest range
+    of drives): move = k d^beta s(g), with d the nominal drive of
+    :class:`PulseModel`, beta < 1 where steps saturate, and s(g) the span a
+    step can cover: for RESET the present conductance itself (soft bound toward
+    a floor near zero, so steps shrink 40-fold across a 1-40 uS window), for SET
+    1 (its bound lies far above the window). The law is then frozen, and each cell
+    keeps its own factor on ``k`` (log space, updated in proportion to how far
+    the expected move stands above the verify noise). Before the pilot's steps
+    are seen, a linear prior (``initial_gain`` S per unit drive) aims.
     """
 
     MIN_SAMPLES = 64
     MAX_SAMPLES = 20000
+    FREEZE_SAMPLES = 2000  # after a fit on at least this many first steps, the law is kept
+    RELATIVE_STEP_NOISE = 0.3  # assumed cycle-to-cycle spread of a step, as a fraction of it
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
                  noise: float = 0.4e-6, learning_rate: float = 0.5) -> None:
@@ -110,62 +116,45 @@ class AdaptiveResponse:
         self.noise = noise
         self.rate = learning_rate
         self.initial_gain = initial_gain
-        self.log_c = np.zeros((2, size))  # per-cell factor on the population rate
-        self.law: list[tuple[float, float] | None] = [None, None]  # (B, a) per polarity
+        self.log_c = np.zeros((2, size))  # per-cell factor on the population gain
+        self.law: list[tuple[float, float] | None] = [None, None]  # (k, beta) per polarity
         self._samples: list[list[np.ndarray]] = [[], []]
         self._count = [0, 0]
-
-    # -- the population law ----------------------------------------------------
-    def _span(self, p: int, g: np.ndarray) -> np.ndarray:
-        bound, _ = self.law[p]
-        return np.maximum(bound - g, 1e-12) if p == SET else np.maximum(g - bound, 1e-12)
+        self._fits = [0, 0]
+        self._frozen = [False, False]
 
     def _fit(self, p: int) -> None:
         from scipy.optimize import least_squares
 
-        data = np.concatenate(self._samples[p], axis=1)[:, -self.MAX_SAMPLES:]
-        g, d, moved = data
+        d, moved, g = np.concatenate(self._samples[p], axis=1)[:, : self.MAX_SAMPLES]
         keep = d > 0
-        g, d, moved = g[keep], d[keep], moved[keep]
-        if g.size < self.MIN_SAMPLES:
+        d, moved = d[keep], moved[keep] / self._span(p, g[keep])
+        if d.size < self.MIN_SAMPLES:
             return
-        lo, hi = float(np.min(g)), float(np.max(g))
-        scale = max(hi, 1e-9)
-
-        def unpack(x):
-            if p == SET:
-                bound = hi + scale * np.exp(x[0])
-            else:
-                bound = lo / (1.0 + np.exp(-x[0]))  # between 0 and the lowest state seen
-            return bound, np.exp(x[1])
 
         def residual(x):
-            bound, a = unpack(x)
-            span = (bound - g) if p == SET else (g - bound)
-            return (span * -np.expm1(-a * d) - moved) / self.noise
+            pred = np.exp(x[0]) * d ** x[1]
+            # step noise grows with the step (cycle-to-cycle): weight accordingly
+            return (pred - moved) / (self.noise + self.RELATIVE_STEP_NOISE * pred)
 
-        x0 = [0.0, np.log(0.1)] if self.law[p] is None else self._pack(p, lo, hi, scale)
-        fit = least_squares(residual, x0, loss="soft_l1", f_scale=2.0, max_nfev=200)
-        bound, a = unpack(fit.x)
-        # the robust fit leans low under skewed step noise: re-centre the rate so the
-        # median observed/predicted ratio of clearly-moving steps is one
-        span = (bound - g) if p == SET else (g - bound)
-        pred = span * -np.expm1(-a * d)
-        big = pred > 4 * self.noise
-        if np.count_nonzero(big) >= self.MIN_SAMPLES // 2:
-            ratio = np.clip(moved[big] / span[big], 1e-6, 0.999)
-            a_obs = -np.log1p(-ratio) / d[big]
-            a = float(np.exp(np.median(np.log(a_obs))))
-        self.law[p] = (bound, a)
+        x0 = [np.log(max(np.median(np.maximum(moved, 0) / d), 1e-9)), 1.0]
+        fit = least_squares(residual, x0, loss="soft_l1", f_scale=2.0,
+                            bounds=([-40.0, 0.2], [0.0, 1.5]), max_nfev=200)
+        k, beta = float(np.exp(fit.x[0])), float(fit.x[1])
+        pred = k * d**beta
+        clear = pred > 4 * self.noise  # re-centre on steps that stand clear of the noise
+        if np.count_nonzero(clear) >= self.MIN_SAMPLES // 2:
+            k *= float(np.median(moved[clear] / pred[clear]))
+        self.law[p] = (k, beta)
 
-    def _pack(self, p, lo, hi, scale):
-        bound, a = self.law[p]
+    def _gain(self, p: int, idx: np.ndarray) -> np.ndarray:
+        return self.law[p][0] * np.exp(self.log_c[p, idx])
+
+    @staticmethod
+    def _span(p: int, g: np.ndarray) -> np.ndarray:
         if p == SET:
-            x_b = np.log(max(bound - hi, 1e-3 * scale) / scale)
-        else:
-            frac = min(max(bound / max(lo, 1e-15), 1e-6), 1 - 1e-6)
-            x_b = np.log(frac / (1 - frac))
-        return [x_b, np.log(a)]
+            return np.ones_like(g)
+        return np.maximum(np.abs(g), 1e-9) * 1e5  # ~1 at 10 uS, keeps k well scaled
 
     # -- the interface ------------------------------------------------------------
     def pulse_for(self, idx, polarity, wanted, g):
@@ -177,10 +166,9 @@ class AdaptiveResponse:
             if self.law[p] is None:
                 d[sel] = wanted[sel] / self.initial_gain
                 continue
-            span = self._span(p, g[sel])
-            a = self.law[p][1] * np.exp(self.log_c[p, idx[sel]])
-            frac = np.minimum(wanted[sel] / span, 0.999)
-            d[sel] = -np.log1p(-frac) / a
+            _, beta = self.law[p]
+            gain = self._gain(p, idx[sel]) * self._span(p, g[sel])
+            d[sel] = (wanted[sel] / gain) ** (1.0 / beta)
         return self.model.pulse_for_drive(polarity, d)
 
     def observe(self, idx, polarity, volts, width, moved, g_before=None):
@@ -189,28 +177,30 @@ class AdaptiveResponse:
         if not np.any(ok):
             return
         idx, polarity, d, moved = idx[ok], polarity[ok], d[ok], moved[ok]
-        gb = g_before[ok] if g_before is not None else np.full(idx.size, np.nan)
         for p in (SET, RESET):
             sel = polarity == p
             if not np.any(sel):
                 continue
-            if g_before is not None:
-                self._samples[p].append(np.stack([gb[sel], d[sel], moved[sel]]))
-                self._count[p] += int(sel.sum())
+            gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
             if self.law[p] is not None:
-                self._update_cells(p, idx[sel], gb[sel], d[sel], moved[sel])
+                self._update_cells(p, idx[sel], d[sel], moved[sel] / self._span(p, gb[sel]))
+            if not self._frozen[p]:
+                self._samples[p].append(np.stack([d[sel], moved[sel], gb[sel]]))
+                self._count[p] += int(sel.sum())
         for p in (SET, RESET):
-            if self._count[p] >= self.MIN_SAMPLES:
+            if not self._frozen[p] and self._count[p] >= self.MIN_SAMPLES:
                 self._fit(p)
+                self._fits[p] += 1
+                if self._fits[p] >= 2 and self._count[p] >= self.FREEZE_SAMPLES:
+                    self._frozen[p] = True
+                    self._samples[p] = []
 
-    def _update_cells(self, p, idx, g, d, moved):
-        bound, a0 = self.law[p]
-        span = self._span(p, g)
+    def _update_cells(self, p, idx, d, moved):
+        """``moved`` already divided by the span."""
+        k, beta = self.law[p]
         current = self.log_c[p, idx]
-        a = a0 * np.exp(current)
-        expected = span * -np.expm1(-a * d)
-        frac = np.clip(moved / span, 1e-6, 0.999)
-        observed = np.log(-np.log1p(-frac) / (a0 * d))
+        expected = k * np.exp(current) * d**beta
+        observed = np.log(np.maximum(moved, 1e-30) / (k * d**beta))
         observed = np.clip(observed, current - np.log(8.0), current + np.log(8.0))
         snr = expected / (expected + self.noise)
         self.log_c[p, idx] = current + self.rate * snr * (observed - current)

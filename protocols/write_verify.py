@@ -42,7 +42,8 @@ class WriteVerifyParams:
     tolerance: float = 1e-6  # half-width of the band around each target, S
     accept_fraction: float = 0.8  # verify reads must be within this share of the band
     reads_per_verify: int = 1  # verify reads averaged per iteration
-    confirm: bool = True  # accept a cell on the mean of two unpulsed reads
+    confirm: bool = True  # accept on the mean of >= 2 unpulsed reads (sequential verify)
+    max_confirm_reads: int = 3  # reads of an in-band-looking cell before it is pulsed again
     max_pulses: int = 60  # per cell, touch-ups included
     max_iterations: int = 400
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
@@ -65,6 +66,7 @@ class WriteVerifyParams:
             "max_pulses": self.max_pulses >= 1,
             "max_iterations": self.max_iterations >= 1,
             "stall_pulses": self.stall_pulses >= 1,
+            "max_confirm_reads": self.max_confirm_reads >= 2,
             "aim": 0 < self.aim <= 1.5,
             "relax_wait_s": self.relax_wait_s >= 0,
             "touchup_rounds": self.touchup_rounds >= 0,
@@ -236,7 +238,8 @@ class _Loop:
         self.stalls = np.zeros(n, np.int16)
         self.max_move = np.zeros(n)  # largest move in the pulsed direction, S
         self.g_probe = np.full(n, np.nan)  # read before a probe pulse
-        self.g_confirm = np.full(n, np.nan)  # the first in-band read awaiting confirmation
+        self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
+        self.n_reads = np.zeros(n, np.int16)
         self.history: list[IterationRecord] = []
         self.iterations = 0
         self.tx0 = array.transactions
@@ -285,20 +288,29 @@ class _Loop:
             self.g_hi[idx] = np.maximum(self.g_hi[idx], g)
             if self.pending is not None:
                 self._learn(move_eps)
-            # confirming cells: judged on the mean of their two reads
+            # sequential verify: a cell that reads inside the band is re-read (in the
+            # same transaction as the active cells), not pulsed, until the mean of its
+            # reads is clearly in the acceptance zone or clearly out of the band
             c_idx = idx[confirming]
-            g_mean = 0.5 * (g[confirming] + self.g_confirm[c_idx])
-            ok = np.abs(g_mean - self.t[c_idx]) <= accept
-            self.status[c_idx[ok]] = CONVERGED
-            self.status[c_idx[~ok]] = ACTIVE
-            self.g[c_idx] = g_mean  # the better estimate, to report and to aim from
+            self.g_sum[c_idx] += g[confirming]
+            self.n_reads[c_idx] += 1
+            mean = self.g_sum[c_idx] / self.n_reads[c_idx]
+            self.g[c_idx] = mean
+            err_c = np.abs(mean - self.t[c_idx])
+            accepted = err_c <= accept
+            out = ~accepted & ((err_c > p.tolerance) |
+                               (self.n_reads[c_idx] >= p.max_confirm_reads))
+            self.status[c_idx[accepted]] = CONVERGED
+            self.status[c_idx[out]] = ACTIVE
             a_idx = idx[~confirming]
             err = g[~confirming] - self.t[a_idx]
-            done = np.abs(err) <= accept
             if p.confirm:
+                done = np.abs(err) <= p.tolerance
                 self.status[a_idx[done]] = CONFIRM
-                self.g_confirm[a_idx[done]] = g[~confirming][done]
+                self.g_sum[a_idx[done]] = g[~confirming][done]
+                self.n_reads[a_idx[done]] = 1
             else:
+                done = np.abs(err) <= accept
                 self.status[a_idx[done]] = CONVERGED
             self._classify(a_idx[~done], move_eps)
             out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= p.max_pulses)
