@@ -58,7 +58,7 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
                         label=f"+-{tol * 1e6:g} uS")
         bad = sel & (run["unresponsive"] | run["unreachable"])
         ax.scatter(target[bad], final[bad], s=8, c="red", label="unresponsive/unreachable")
-        ax.set(xlabel="target (uS)", ylabel="achieved, last verify read (uS)",
+        ax.set(xlabel="target (uS)", ylabel="achieved: verify estimate (uS)",
                title="target vs achieved")
         ax.legend(loc="upper left", fontsize=8)
         ax = axes[1]

@@ -240,6 +240,7 @@ class _Loop:
         self.g_probe = np.full(n, np.nan)  # read before a probe pulse
         self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
         self.n_reads = np.zeros(n, np.int16)
+        self.rejects = np.zeros(n, np.int16)  # confirmations that ended in a pulse
         self.history: list[IterationRecord] = []
         self.iterations = 0
         self.tx0 = array.transactions
@@ -302,10 +303,13 @@ class _Loop:
                                (self.n_reads[c_idx] >= p.max_confirm_reads))
             self.status[c_idx[accepted]] = CONVERGED
             self.status[c_idx[out]] = ACTIVE
+            self.rejects[c_idx[out]] += 1
             a_idx = idx[~confirming]
             err = g[~confirming] - self.t[a_idx]
             if p.confirm:
-                done = np.abs(err) <= p.tolerance
+                # once a confirmation failed, only the acceptance zone earns another
+                zone = np.where(self.rejects[a_idx] > 0, accept, p.tolerance)
+                done = np.abs(err) <= zone
                 self.status[a_idx[done]] = CONFIRM
                 self.g_sum[a_idx[done]] = g[~confirming][done]
                 self.n_reads[a_idx[done]] = 1

@@ -140,3 +140,20 @@ def test_pcm_programs_within_band_for_most_cells():
         truth = bench.simulation.chip.truth()
         ok = responsive(truth, target)
         assert (np.abs(truth.g - target) <= 1 * US)[ok].mean() >= 0.95
+
+
+def test_targets_at_the_window_floor_finish_promptly():
+    """Half the example layer's cells rest at g_min: stuck cells reading ~0 sit on the
+    band edge there and must still be classified, not cycle until the iteration cap."""
+    from calib.programming import make_targets
+
+    with programmed_bench() as bench:
+        w = bench.chip_spec.window
+        targets = make_targets(bench.array.shape, w.g_min, w.g_max).values
+        result = protocols.write_verify(bench.array, targets, clock=bench.clock,
+                                        params=params_for(bench.chip_spec))
+        truth = bench.simulation.chip.truth()
+    assert result.iterations < 120
+    assert result.exhausted.sum() == 0
+    out_of_reach = truth.stuck & (np.abs(truth.g - targets) > 1 * US)
+    assert result.unresponsive[out_of_reach].all()
