@@ -62,12 +62,16 @@ class SafetyGuard:
                               f"{self.limits.max_read_voltage:g}] V set by the chip's limits")
         return v
 
+    @staticmethod
+    def _peak(values: np.ndarray, what: str) -> float:
+        if not np.all(np.isfinite(values)):
+            raise SafetyError(f"{what} contain NaN or infinity")
+        return float(np.abs(values).max()) if values.size else 0.0
+
     def input_voltages(self, x: np.ndarray) -> np.ndarray:
         """MVM inputs are read-level voltages on every row."""
         x = np.asarray(x, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise SafetyError("MVM inputs contain NaN or infinity")
-        peak = float(np.abs(x).max()) if x.size else 0.0
+        peak = self._peak(x, "MVM inputs")
         if peak > self.limits.max_read_voltage:
             raise SafetyError(f"MVM input {peak:g} V exceeds the read limit "
                               f"{self.limits.max_read_voltage:g} V")
@@ -75,9 +79,7 @@ class SafetyGuard:
 
     def pulses(self, volts: np.ndarray, width) -> None:
         volts = np.asarray(volts, dtype=np.float64)
-        if not np.all(np.isfinite(volts)):
-            raise SafetyError("pulse amplitudes contain NaN or infinity")
-        peak = float(np.abs(volts).max()) if volts.size else 0.0
+        peak = self._peak(volts, "pulse amplitudes")
         if peak > self.limits.max_program_voltage:
             raise SafetyError(f"pulse amplitude {peak:g} V exceeds the program limit "
                               f"{self.limits.max_program_voltage:g} V")

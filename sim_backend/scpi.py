@@ -79,32 +79,32 @@ def _match(tokens: list[str], nodes: tuple[_Node, ...]) -> bool:
     return go(0, 0)
 
 
-def split_args(text: str) -> list[str]:
-    """Split a parameter list at commas outside quotes and parentheses."""
-    args, depth, quote, cur = [], 0, None, []
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside quotes and brackets (SCPI strings and TSP tables)."""
+    parts, depth, quote, cur = [], 0, None, []
     for ch in text:
         if quote:
-            cur.append(ch)
             if ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch
-            cur.append(ch)
         elif ch in "({":
             depth += 1
-            cur.append(ch)
         elif ch in ")}":
             depth -= 1
-            cur.append(ch)
-        elif ch == "," and depth == 0:
-            args.append("".join(cur).strip())
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur))
             cur = []
-        else:
-            cur.append(ch)
-    tail = "".join(cur).strip()
-    if tail or args:
-        args.append(tail)
-    return args
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def split_args(text: str) -> list[str]:
+    """Split a parameter list at commas outside quotes and parentheses."""
+    args = [a.strip() for a in _split_top(text, ",")]
+    return [] if args == [""] else args
 
 
 def number(arg: str, name: str = "value") -> float:
@@ -256,19 +256,4 @@ class ScpiInstrument:
 
 
 def _split_commands(text: str) -> list[str]:
-    parts, quote, cur = [], None, []
-    for ch in text:
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-            cur.append(ch)
-        elif ch == ";":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
-    return parts
+    return _split_top(text, ";")
