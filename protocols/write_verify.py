@@ -43,7 +43,11 @@ class WriteVerifyParams:
     accept_fraction: float = 0.8  # verify reads must be within this share of the band
     reads_per_verify: int = 1  # verify reads averaged per iteration
     confirm: bool = True  # accept on the mean of >= 2 unpulsed reads (sequential verify)
-    max_confirm_reads: int = 3  # reads of an in-band-looking cell before it is pulsed again
+    max_confirm_reads: int = 4  # reads of an in-band-looking cell before it is pulsed again
+    # accept when |mean - target| <= tolerance - z * sigma_read(G) / sqrt(n), with
+    # sigma_read(G) = a + b G fitted online from repeat reads (0: fixed accept_fraction)
+    accept_confidence: float = 1.3
+    accept_max_fraction: float = 0.95
     max_pulses: int = 60  # per cell, touch-ups included
     max_iterations: int = 400
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
@@ -210,6 +214,7 @@ def write_verify(
         response = AdaptiveResponse(n, model, initial_gain=params.initial_gain,
                                     noise=params.verify_noise)
 
+
     loop = _Loop(array, clock, params, response, flat_t, targeted, shape, progress)
     loop.run("program")
     for _ in range(params.touchup_rounds):
@@ -220,6 +225,41 @@ def write_verify(
             break
         loop.run("touch-up")
     return loop.result()
+
+
+class _ReadNoise:
+    """Read noise versus conductance, learned from repeat reads of unpulsed cells.
+
+    Two reads of an unpulsed cell differ by read noise alone: E|r2 - r1| =
+    2 sigma / sqrt(pi), so a least-squares line through |r2 - r1| sqrt(pi) / 2
+    against G estimates sigma(G) = a + b G.
+    """
+
+    MIN_PAIRS = 200
+
+    def __init__(self) -> None:
+        self.g: list[np.ndarray] = []
+        self.d: list[np.ndarray] = []
+        self.fit: tuple[float, float] | None = None
+        self.count = 0
+
+    def add(self, g: np.ndarray, diff: np.ndarray) -> None:
+        ok = np.isfinite(g) & np.isfinite(diff)
+        if not np.any(ok):
+            return
+        self.g.append(g[ok])
+        self.d.append(np.abs(diff[ok]) * np.sqrt(np.pi) / 2)
+        self.count += int(ok.sum())
+        if self.count >= self.MIN_PAIRS:
+            g_all, s_all = np.concatenate(self.g), np.concatenate(self.d)
+            design = np.stack([np.ones_like(g_all), g_all], axis=1)
+            coef, *_ = np.linalg.lstsq(design, s_all, rcond=None)
+            self.fit = (max(float(coef[0]), 0.0), max(float(coef[1]), 0.0))
+
+    def sigma(self, g: np.ndarray) -> np.ndarray | None:
+        if self.fit is None:
+            return None
+        return self.fit[0] + self.fit[1] * np.abs(g)
 
 
 class _Loop:
@@ -241,6 +281,8 @@ class _Loop:
         self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
         self.n_reads = np.zeros(n, np.int16)
         self.rejects = np.zeros(n, np.int16)  # confirmations that ended in a pulse
+        self.noise = _ReadNoise()
+        self.g_last = np.full(n, np.nan)  # the previous unpulsed read of a confirming cell
         self.history: list[IterationRecord] = []
         self.iterations = 0
         self.tx0 = array.transactions
@@ -293,12 +335,15 @@ class _Loop:
             # same transaction as the active cells), not pulsed, until the mean of its
             # reads is clearly in the acceptance zone or clearly out of the band
             c_idx = idx[confirming]
+            previous = self.g_sum[c_idx] / np.maximum(self.n_reads[c_idx], 1)
+            self.noise.add(previous, g[confirming] - self.g_last[c_idx])
             self.g_sum[c_idx] += g[confirming]
             self.n_reads[c_idx] += 1
+            self.g_last[c_idx] = g[confirming]
             mean = self.g_sum[c_idx] / self.n_reads[c_idx]
             self.g[c_idx] = mean
             err_c = np.abs(mean - self.t[c_idx])
-            accepted = err_c <= accept
+            accepted = err_c <= self._accept_zone(mean, self.n_reads[c_idx], accept)
             out = ~accepted & ((err_c > p.tolerance) |
                                (self.n_reads[c_idx] >= p.max_confirm_reads))
             self.status[c_idx[accepted]] = CONVERGED
@@ -312,6 +357,7 @@ class _Loop:
                 done = np.abs(err) <= zone
                 self.status[a_idx[done]] = CONFIRM
                 self.g_sum[a_idx[done]] = g[~confirming][done]
+                self.g_last[a_idx[done]] = g[~confirming][done]
                 self.n_reads[a_idx[done]] = 1
             else:
                 done = np.abs(err) <= accept
@@ -360,6 +406,15 @@ class _Loop:
                 self.progress(Progress(phase, self.iterations, pulsed, converged,
                                        int(self.targeted.sum())))
         self.pending = None
+
+    def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float) -> np.ndarray:
+        """Per-cell acceptance half-width: confident the truth is within tolerance."""
+        p = self.p
+        sigma = self.noise.sigma(g) if p.accept_confidence > 0 else None
+        if sigma is None:
+            return np.full(g.shape, fixed)
+        zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
+        return np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
 
     def _pilot(self, todo: np.ndarray) -> np.ndarray:
         self.pilot_pending = False
