@@ -469,7 +469,8 @@ class _Loop:
             return False
         g = 0.5 * (self._read(idx) + self._read(idx))
         self.g[idx] = g
-        drifted = np.abs(g - self.t[idx]) > self.p.tolerance * self.p.accept_fraction
+        zone = self._accept_zone(g, np.full(idx.size, 2), self.p.tolerance * self.p.accept_fraction)
+        drifted = np.abs(g - self.t[idx]) > zone
         again = idx[drifted & (self.pulses[idx] < self.p.max_pulses)]
         self.status[again] = ACTIVE
         self.stalls[again] = 0

@@ -70,10 +70,14 @@ def test_weight_round_trip_through_the_chip():
     bound = 2 * US / m.scale
     assert np.mean(np.abs(held - w)[ok_pairs] <= bound) >= 0.99
     assert np.mean(np.abs(read_back - held)[ok_pairs] <= bound) >= 0.99
-    # on healthy pairs the layer computes what the weights say
+    # on healthy pairs the layer computes what the weights say. Bound: each device
+    # anywhere in +-1 uS (sigma <= 0.58 uS, 0.82 uS per pair) gives weight errors
+    # <= 0.82 uS / scale ~ 0.014 against a weight spread of 0.2, so the output
+    # correlation is >= 1 / sqrt(1 + 0.069^2) = 0.9976
     x = np.random.default_rng(4).normal(size=(64, 32))
     healthy = np.where(ok_pairs, held, w)
-    assert np.corrcoef((x @ w).ravel(), (x @ healthy).ravel())[0, 1] > 0.999
+    expected = 1 / np.sqrt(1 + (0.82 * US / m.scale / w.std()) ** 2)
+    assert np.corrcoef((x @ w).ravel(), (x @ healthy).ravel())[0, 1] >= expected - 5e-4
     # and every pair a stuck device spoils is reported, so a user can remap it
     flagged = result.unresponsive | result.unreachable
     spoiled = ~ok_pairs & (np.abs(held - w) > bound)
