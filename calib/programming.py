@@ -123,12 +123,16 @@ def params_for(spec, tolerance: float = 1e-6,
 
     The nominal pulse model comes from the spec; the relaxation wait before
     touch-up is 30 s, or a quarter of the drift onset t0 for drifting devices
-    (PCM), so touch-ups finish before drift starts.
+    (PCM), so touch-ups finish before drift starts. Where RESET is abrupt (PCM),
+    an overshoot costs a melt-quench and a fresh climb, an undershoot one more
+    small SET: pulses aim at 70 % of the error.
     """
     wait = protocols.WriteVerifyParams().relax_wait_s
     if spec.drift.model != "none":
         wait = min(wait, 0.25 * spec.drift.t0)
     extra = {} if max_pulses is None else {"max_pulses": max_pulses}
+    if spec.response.reset_mode == "abrupt":
+        extra["aim"] = 0.7
     if max_pulses is not None and max_pulses < 1:
         raise ProgramInputError("--max-pulses must be at least 1")
     return protocols.WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model_for(spec),

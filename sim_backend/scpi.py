@@ -183,7 +183,8 @@ class ScpiInstrument:
         header, _, rest = part.partition(" ")
         query = header.endswith("?")
         header = header.rstrip("?")
-        if header.startswith("*"):
+        if header.lstrip(":").startswith("*"):  # ":*CLS" is sent by some drivers
+            header = header.lstrip(":")
             tokens = [header.upper()]
             new_path = path
         else:
@@ -249,6 +250,10 @@ class ScpiInstrument:
             return '0,"No error"'
         code, message = self.errors.popleft()
         return f'{code},"{message}"'
+
+    @command(":STATus:PRESet")
+    def _stat_pres(self, args, block):
+        return None
 
     @command(":SYSTem:ERRor:COUNt?")
     def _syst_err_count(self, args, block):

@@ -274,6 +274,62 @@ class Keithley2450Emulator(ScpiInstrument):
     def trace_clear(self, args, block):
         self.buffer.clear()
 
+    # -- settings accepted for compatibility with common drivers (no effect here) ----
+    @command(":ABORt")
+    def abort(self, args, block):
+        self.sweep_ready = False
+
+    @command(":SOURce:VOLTage:DELay")
+    def set_delay(self, args, block):
+        need(args, 1)
+        self.source_delay = number(args[0], "delay")
+
+    @command(":SOURce:VOLTage:DELay?")
+    def get_delay(self, args, block):
+        return f"{getattr(self, 'source_delay', 0.0):.6e}"
+
+    @command(":SOURce:VOLTage:DELay:AUTO")
+    def set_delay_auto(self, args, block):
+        need(args, 1)
+        boolean(args[0])
+
+    @command(":SENSe:CURRent:AVERage[:STATe]")
+    def set_average(self, args, block):
+        need(args, 1)
+        boolean(args[0])
+
+    @command(":SENSe:CURRent:AVERage:COUNt")
+    def set_average_count(self, args, block):
+        need(args, 1)
+        number(args[0], "count")
+
+    @command(":SENSe:CURRent:AVERage:TCONtrol")
+    def set_average_tcon(self, args, block):
+        need(args, 1)
+
+    @command(":OUTPut:VOLTage:SMODe")
+    def set_off_mode(self, args, block):
+        need(args, 1)
+
+    @command(":ROUTe:TERMinals")
+    def set_terminals(self, args, block):
+        need(args, 1)
+        if args[0].upper() not in ("FRON", "FRONT", "REAR"):
+            raise ScpiError(ILLEGAL_VALUE, "Illegal parameter value; FRONt|REAR")
+
+    @command(":TRACe:POINts")
+    def set_trace_points(self, args, block):
+        need(args, 1)
+        number(args[0], "points")
+
+    @command(":SYSTem:BEEPer[:IMMediate]")
+    def beep(self, args, block):
+        return None
+
+    @command("*TRG")
+    def trigger(self, args, block):
+        return None
+
     @command("*LANG?")
     def lang(self, args, block):
         return "SCPI"
