@@ -76,3 +76,15 @@ def test_console_script_runs():
     out = subprocess.run([exe, "sim", "--json"], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["die"] == 12
     assert sys.executable
+
+
+def test_every_package_is_declared_for_installation():
+    """A subpackage missing from pyproject works from a checkout but not after pip install."""
+    import tomllib
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
+                   ["tool"]["setuptools"]["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("calib", "instruments", "protocols", "sim_backend")
+             for p in (ROOT / top).rglob("__init__.py")}
+    assert found <= declared, sorted(found - declared)
