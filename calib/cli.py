@@ -179,8 +179,8 @@ def program(die_id, weights, target, pattern, tolerance, max_pulses, bench_file,
 
         def progress(p) -> None:
             if bar is not None:
-                bar.update(max(0, p.converged - done["n"]))
-                done["n"] = max(done["n"], p.converged)
+                bar.update(max(0, p.settled - done["n"]))
+                done["n"] = max(done["n"], p.settled)
 
         try:
             if bar is not None:

@@ -99,9 +99,10 @@ class IterationRecord:
 class Progress:
     phase: str
     iteration: int
-    active: int
+    active: int  # cells pulsed this iteration
     converged: int
-    total: int
+    total: int  # targeted cells
+    settled: int = 0  # converged or classified (unresponsive, unreachable, exhausted)
 
 
 @dataclass(frozen=True)
@@ -403,8 +404,10 @@ class _Loop:
                 converged=converged, transactions=self.array.transactions - self.tx0,
                 bench_time_s=self._bench_time()))
             if self.progress is not None:
+                settled = int(np.count_nonzero(np.isin(
+                    self.status, (CONVERGED, UNRESPONSIVE, UNREACHABLE, EXHAUSTED))))
                 self.progress(Progress(phase, self.iterations, pulsed, converged,
-                                       int(self.targeted.sum())))
+                                       int(self.targeted.sum()), settled))
         self.pending = None
 
     def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float) -> np.ndarray:

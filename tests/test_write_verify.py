@@ -73,6 +73,7 @@ def test_transactions_per_iteration_and_accounting(run64):
     assert result.history[-1].transactions <= result.transactions
     assert result.bench_time_s > 30.0  # includes the relaxation wait on the virtual clock
     assert events and events[-1].converged == result.history[-1].converged
+    assert events[-1].settled == result.cells  # every targeted cell ends settled
     assert {e.phase for e in events} <= {"program", "touch-up"}
     stats = result.pulse_stats()
     assert 1.0 <= stats["mean"] <= 8.0 and stats["p99"] <= result.params.max_pulses
