@@ -77,8 +77,9 @@ class OracleResponse:
         sign = np.where(polarity == SET, 1.0, -1.0)
         goal = g + sign * wanted
         bound = np.where(polarity == SET, self.g_max[idx], self.g_min[idx])
-        keep = (bound - goal) / (bound - g)
-        keep = np.clip(keep, 1e-6, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a cell already at its bound
+            keep = (bound - goal) / (bound - g)
+        keep = np.clip(np.nan_to_num(keep, nan=1e-6, posinf=1.0, neginf=1e-6), 1e-6, 1.0)
         rate = self.rate[polarity, idx]
         if self.spec.response.law == "exp_saturating":
             d = -np.log(keep) / rate

@@ -117,8 +117,8 @@ def pulse_model_for(spec) -> PulseModel:
                       w_max=lim.max_pulse_width)
 
 
-def params_for(spec, tolerance: float = 1e-6,
-               max_pulses: int | None = None) -> protocols.WriteVerifyParams:
+def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
+               relax_wait_s: float | None = None) -> protocols.WriteVerifyParams:
     """Write-verify parameters that suit a chip type.
 
     The nominal pulse model comes from the spec; the relaxation wait before
@@ -133,6 +133,10 @@ def params_for(spec, tolerance: float = 1e-6,
     extra = {} if max_pulses is None else {"max_pulses": max_pulses}
     if spec.response.reset_mode == "abrupt":
         extra["aim"] = 0.7
+    if relax_wait_s is not None:
+        if relax_wait_s < 0:
+            raise ProgramInputError("--relax-wait must be >= 0 seconds")
+        wait = relax_wait_s
     if max_pulses is not None and max_pulses < 1:
         raise ProgramInputError("--max-pulses must be at least 1")
     return protocols.WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model_for(spec),
@@ -148,7 +152,8 @@ def wafer_name(bench: Bench, override: str | None = None) -> str:
 
 
 def program_die(bench: Bench, die: int, targets: Targets, *, tolerance: float = 1e-6,
-                max_pulses: int | None = None, results: str | Path = "calib-results",
+                max_pulses: int | None = None, relax_wait_s: float | None = None,
+                results: str | Path = "calib-results",
                 wafer: str | None = None, form: bool | None = None,
                 progress: Callable[[protocols.Progress], None] | None = None) -> dict:
     """Step to ``die``, form if needed, write-verify ``targets``, store the run."""
@@ -166,7 +171,7 @@ def program_die(bench: Bench, die: int, targets: Targets, *, tolerance: float = 
     temperature = bench.thermal.temperature() if bench.thermal is not None else None
     if spec.forming.required and form is not False:
         _form_pristine(bench, store, identities, temperature)
-    params = params_for(spec, tolerance, max_pulses)
+    params = params_for(spec, tolerance, max_pulses, relax_wait_s)
     run_params = {**asdict(params), "target_source": targets.source}
     if targets.mapping is not None:
         run_params["weight_mapping"] = asdict(targets.mapping)

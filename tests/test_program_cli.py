@@ -50,6 +50,15 @@ def test_program_human_summary_and_report(tmp_path):
     assert (tmp_path / "rep" / "die_5_summary.txt").read_text().count("write_verify") >= 1
 
 
+def test_relax_wait_zero_skips_touch_up(tmp_path):
+    result = run(["program", "--die", "4", "--pattern", "random", "--relax-wait", "0",
+                  "--results", str(tmp_path), "--json"])
+    summary = json.loads(result.output)
+    assert summary["bench_time_s"] < 5.0  # no 30 s waits
+    run_data = DieStore(summary["file"]).read_run(summary["run"])
+    assert run_data["params"]["relax_wait_s"] == 0.0
+
+
 def test_program_target_file_and_weights_file(tmp_path):
     target = np.full((64, 64), np.nan)
     target[:8, :8] = 20e-6
@@ -68,6 +77,7 @@ def test_program_target_file_and_weights_file(tmp_path):
     (["--die", "3", "--target", "/nonexistent.npy"], "not found"),
     (["--die", "3", "--pattern", "checkerboard", "--tolerance", "1"], "plausible band"),
     (["--die", "3", "--pattern", "random", "--max-pulses", "0"], "max-pulses"),
+    (["--die", "3", "--pattern", "random", "--relax-wait", "-1"], "relax-wait"),
     (["--die", "3", "--pattern", "random", "--target", "x.npy"], "only one of"),
     (["--die", "3", "--bench", "/nope.toml"], "no such bench config"),
 ])
