@@ -95,8 +95,9 @@ class AdaptiveResponse:
 
     Population law, per polarity, fitted robustly to the first observed steps
     (the pilot batch and every cell's first pulse, which span the widest range
-    of drives): move = k d^beta s(g), with d the nominal drive of
-    :class:`PulseModel`, beta < 1 where steps saturate, and s(g) the span a
+    of drives): move = k s(g) (1 - exp(-a d)) / a, with d the nominal drive of
+    :class:`PulseModel`: linear for small drives (slope k s), saturating for
+    large ones (at k s / a), as soft-bounded devices do; s(g) is the span a
     step can cover: for RESET the present conductance itself (soft bound toward
     a floor near zero, so steps shrink 40-fold across a 1-40 uS window), for SET
     1 (its bound lies far above the window). The law is then frozen, and each cell
@@ -109,6 +110,8 @@ class AdaptiveResponse:
     MAX_SAMPLES = 20000
     FREEZE_SAMPLES = 2000  # after a fit on at least this many first steps, the law is kept
     RELATIVE_STEP_NOISE = 0.3  # assumed cycle-to-cycle spread of a step, as a fraction of it
+    PRIOR_VAR = 0.16  # cell-to-cell spread of log gain before a cell is seen (~40 %)
+    DRIFT_VAR = 0.01  # a cell's gain wanders as its state moves (per pulse)
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
                  noise: float = 0.4e-6, learning_rate: float = 0.5) -> None:
@@ -117,7 +120,8 @@ class AdaptiveResponse:
         self.rate = learning_rate
         self.initial_gain = initial_gain
         self.log_c = np.zeros((2, size))  # per-cell factor on the population gain
-        self.law: list[tuple[float, float] | None] = [None, None]  # (k, beta) per polarity
+        self.var_c = np.full((2, size), self.PRIOR_VAR)  # its uncertainty (log units^2)
+        self.law: list[tuple[float, float] | None] = [None, None]  # (k, a) per polarity
         self._samples: list[list[np.ndarray]] = [[], []]
         self._count = [0, 0]
         self._fits = [0, 0]
@@ -132,20 +136,24 @@ class AdaptiveResponse:
         if d.size < self.MIN_SAMPLES:
             return
 
+        def curve(x, d):
+            k, a = np.exp(x[0]), np.exp(x[1])
+            return k * -np.expm1(-a * d) / a
+
         def residual(x):
-            pred = np.exp(x[0]) * d ** x[1]
+            pred = curve(x, d)
             # step noise grows with the step (cycle-to-cycle): weight accordingly
             return (pred - moved) / (self.noise + self.RELATIVE_STEP_NOISE * pred)
 
-        x0 = [np.log(max(np.median(np.maximum(moved, 0) / d), 1e-9)), 1.0]
+        x0 = [np.log(max(np.median(np.maximum(moved, 0) / d), 1e-9)), np.log(0.05)]
         fit = least_squares(residual, x0, loss="soft_l1", f_scale=2.0,
-                            bounds=([-40.0, 0.2], [0.0, 1.5]), max_nfev=200)
-        k, beta = float(np.exp(fit.x[0])), float(fit.x[1])
-        pred = k * d**beta
+                            bounds=([-40.0, np.log(1e-4)], [0.0, np.log(20.0)]), max_nfev=200)
+        k, a = float(np.exp(fit.x[0])), float(np.exp(fit.x[1]))
+        pred = curve(fit.x, d)
         clear = pred > 4 * self.noise  # re-centre on steps that stand clear of the noise
         if np.count_nonzero(clear) >= self.MIN_SAMPLES // 2:
             k *= float(np.median(moved[clear] / pred[clear]))
-        self.law[p] = (k, beta)
+        self.law[p] = (k, a)
 
     def _gain(self, p: int, idx: np.ndarray) -> np.ndarray:
         return self.law[p][0] * np.exp(self.log_c[p, idx])
@@ -166,9 +174,10 @@ class AdaptiveResponse:
             if self.law[p] is None:
                 d[sel] = wanted[sel] / self.initial_gain
                 continue
-            _, beta = self.law[p]
-            gain = self._gain(p, idx[sel]) * self._span(p, g[sel])
-            d[sel] = (wanted[sel] / gain) ** (1.0 / beta)
+            _, a = self.law[p]
+            reach = self._gain(p, idx[sel]) * self._span(p, g[sel]) / a  # largest one-pulse move
+            frac = np.minimum(wanted[sel] / reach, 0.999)
+            d[sel] = -np.log1p(-frac) / a
         return self.model.pulse_for_drive(polarity, d)
 
     def observe(self, idx, polarity, volts, width, moved, g_before=None):
@@ -196,14 +205,19 @@ class AdaptiveResponse:
                     self._samples[p] = []
 
     def _update_cells(self, p, idx, d, moved):
-        """``moved`` already divided by the span."""
-        k, beta = self.law[p]
+        """Kalman update of each cell's log gain factor; ``moved`` already / span."""
+        k, a = self.law[p]
+        shape = k * -np.expm1(-a * d) / a  # the population's move at factor 1
         current = self.log_c[p, idx]
-        expected = k * np.exp(current) * d**beta
-        observed = np.log(np.maximum(moved, 1e-30) / (k * d**beta))
+        var = self.var_c[p, idx] + self.DRIFT_VAR
+        expected = np.exp(current) * shape
+        observed = np.log(np.maximum(moved, 1e-30) / shape)
         observed = np.clip(observed, current - np.log(8.0), current + np.log(8.0))
-        snr = expected / (expected + self.noise)
-        self.log_c[p, idx] = current + self.rate * snr * (observed - current)
+        # observation variance: cycle-to-cycle spread plus verify noise over the step
+        obs_var = self.RELATIVE_STEP_NOISE**2 + (self.noise / np.maximum(expected, 1e-30)) ** 2
+        gain = var / (var + obs_var)
+        self.log_c[p, idx] = current + gain * (observed - current)
+        self.var_c[p, idx] = (1.0 - gain) * var
 
     def at_max_drive(self, volts, width, polarity=None):
         cap = self.model.w_max if polarity is None else self.model.width_cap(polarity)

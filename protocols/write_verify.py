@@ -367,7 +367,8 @@ class _Loop:
             out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= p.max_pulses)
             self.status[idx[out_of_budget]] = EXHAUSTED
             todo = idx[self.status[idx] == ACTIVE]
-            if self.pilot_pending and todo.size:
+            pilot = self.pilot_pending and todo.size > 0
+            if pilot:
                 todo = self._pilot(todo)
             probes = idx[self.status[idx] == PROBE]
             pulsed = 0
@@ -375,6 +376,10 @@ class _Loop:
                 e = self.g[todo] - self.t[todo]
                 polarity = np.where(e < 0, SET, RESET)
                 wanted = np.abs(e) * p.aim
+                if pilot:  # a designed experiment: drives spread over a 9x range, so the
+                    # population law is fitted over the whole curve, not one corner of it
+                    rng = np.random.default_rng(p.seed + 1)
+                    wanted = wanted * np.exp(rng.uniform(-np.log(3.0), np.log(3.0), wanted.size))
                 # probes go the other way, asking for a clearly visible move
                 e_p = self.g[probes] - self.t[probes]
                 polarity = np.concatenate([polarity, np.where(e_p < 0, RESET, SET)])
