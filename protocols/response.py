@@ -176,8 +176,10 @@ class AdaptiveResponse:
                 continue
             _, a = self.law[p]
             reach = self._gain(p, idx[sel]) * self._span(p, g[sel]) / a  # largest one-pulse move
-            frac = np.minimum(wanted[sel] / reach, 0.999)
-            d[sel] = -np.log1p(-frac) / a
+            frac = wanted[sel] / reach
+            with np.errstate(divide="ignore"):
+                # beyond one pulse's reach: ask for the strongest pulse allowed
+                d[sel] = np.where(frac < 0.999, -np.log1p(-np.minimum(frac, 0.999)) / a, np.inf)
         return self.model.pulse_for_drive(polarity, d)
 
     def observe(self, idx, polarity, volts, width, moved, g_before=None):
@@ -192,7 +194,13 @@ class AdaptiveResponse:
                 continue
             gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
             if self.law[p] is not None:
-                self._update_cells(p, idx[sel], d[sel], moved[sel] / self._span(p, gb[sel]))
+                # no visible move: step up (halve the gain estimate) so the drive climbs
+                # to the strongest pulse, where a stuck cell is recognised
+                visible = moved[sel] > np.maximum(2 * self.noise, 0.03 * np.abs(gb[sel]))
+                cells = idx[sel]
+                self.log_c[p, cells[~visible]] -= np.log(2.0)
+                self._update_cells(p, cells[visible], d[sel][visible],
+                                   moved[sel][visible] / self._span(p, gb[sel][visible]))
             if not self._frozen[p]:
                 self._samples[p].append(np.stack([d[sel], moved[sel], gb[sel]]))
                 self._count[p] += int(sel.sum())
