@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -156,9 +156,6 @@ class WriteVerifyResult:
             "wall_time_s": self.wall_time_s,
         }
 
-    def params_dict(self) -> dict:
-        return asdict(self.params)
-
 
 def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
     """Cap the pulse model at the controller's limits."""
@@ -166,8 +163,6 @@ def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
     limits = getattr(array, "limits", None)
     if limits is None:
         return model
-    from dataclasses import replace
-
     return replace(model, v_max=min(model.v_max, limits.max_program_voltage),
                    w_max=min(model.w_max, limits.max_pulse_width))
 
@@ -189,8 +184,6 @@ def write_verify(
     for bench time; without one, no wait happens and bench time is 0.
     ``response`` replaces the learned per-cell model (benchmarks' oracle).
     """
-    from dataclasses import replace
-
     params = params or WriteVerifyParams()
     if tolerance is not None:
         overrides["tolerance"] = tolerance
