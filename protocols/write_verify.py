@@ -54,7 +54,7 @@ class WriteVerifyParams:
     move_fraction: float = 0.5  # "moved" means more than this share of the band
     aim: float = 1.0  # fraction of the error each pulse aims to remove
     relax_wait_s: float = 30.0  # wait before re-reading for touch-up (0: none)
-    touchup_rounds: int = 2
+    touchup_rounds: int = 3
     initial_gain: float = 2e-6  # S per unit drive before anything is learned
     pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
     pilot_min_cells: int = 64
