@@ -98,6 +98,17 @@ def test_bad_target_files(tmp_path):
         assert result.exit_code != 0 and message in result.output, result.output
 
 
+def test_bench_that_does_not_answer(tmp_path):
+    config = tmp_path / "dead.toml"
+    config.write_text('[chip]\nspec = "rram"\n[roles.array]\ndriver = "reference-array"\n'
+                      'resource = "TCPIP::127.0.0.1::9::SOCKET"\ntimeout_s = 0.3\n'
+                      '[roles.clock]\ndriver = "wall-clock"\n')
+    result = CliRunner().invoke(main, ["program", "--die", "3", "--bench", str(config),
+                                       "--results", str(tmp_path)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "cannot open TCPIP::127.0.0.1::9::SOCKET" in result.output
+
+
 def test_report_of_a_missing_or_foreign_file(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path / "none.h5")])
     assert result.exit_code != 0 and "no such die file" in result.output
