@@ -123,14 +123,16 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
 
     The nominal pulse model comes from the spec; the relaxation wait before
     touch-up is 30 s, or a quarter of the drift onset t0 for drifting devices
-    (PCM), so touch-ups finish before drift starts. Where RESET is abrupt (PCM),
+    (PCM), so touch-ups finish before drift starts, with two rounds instead of
+    three (more only chase drift). Where RESET is abrupt (PCM),
     an overshoot costs a melt-quench and a fresh climb, an undershoot one more
     small SET: pulses aim at 70 % of the error.
     """
     wait = protocols.WriteVerifyParams().relax_wait_s
+    extra = {} if max_pulses is None else {"max_pulses": max_pulses}
     if spec.drift.model != "none":
         wait = min(wait, 0.25 * spec.drift.t0)
-    extra = {} if max_pulses is None else {"max_pulses": max_pulses}
+        extra["touchup_rounds"] = 2  # more rounds only chase drift
     if spec.response.reset_mode == "abrupt":
         extra["aim"] = 0.7
     if relax_wait_s is not None:
