@@ -49,6 +49,14 @@ def _finite(value: float, what: str) -> float:
     return value
 
 
+def _up_to(value: float, limit: float, what: str, unit: str, why: str = "") -> float:
+    """``value`` must lie in (0, limit]."""
+    v = _finite(value, what)
+    if not 0 < v <= limit:
+        raise SafetyError(f"{what} {v:g} {unit} is outside (0, {limit:g}] {unit}{why}")
+    return v
+
+
 class SafetyGuard:
     """Checks requests against :class:`SafetyLimits`; raises before any I/O."""
 
@@ -56,11 +64,8 @@ class SafetyGuard:
         self.limits = limits
 
     def read_voltage(self, volts: float) -> float:
-        v = _finite(volts, "read voltage")
-        if not 0 < v <= self.limits.max_read_voltage:
-            raise SafetyError(f"read voltage {v:g} V is outside (0, "
-                              f"{self.limits.max_read_voltage:g}] V set by the chip's limits")
-        return v
+        return _up_to(volts, self.limits.max_read_voltage, "read voltage", "V",
+                      " set by the chip's limits")
 
     @staticmethod
     def _peak(values: np.ndarray, what: str) -> float:
@@ -96,13 +101,8 @@ class SafetyGuard:
                               f"{self.limits.max_pulse_width:g} s")
 
     def forming(self, volts: float, width: float) -> None:
-        v, w = _finite(volts, "forming voltage"), _finite(width, "forming width")
-        if not 0 < v <= self.limits.max_forming_voltage:
-            raise SafetyError(f"forming voltage {v:g} V is outside (0, "
-                              f"{self.limits.max_forming_voltage:g}] V")
-        if not 0 < w <= self.limits.max_forming_width:
-            raise SafetyError(f"forming width {w:g} s is outside (0, "
-                              f"{self.limits.max_forming_width:g}] s")
+        _up_to(volts, self.limits.max_forming_voltage, "forming voltage", "V")
+        _up_to(width, self.limits.max_forming_width, "forming width", "s")
 
     def source_voltage(self, volts: float) -> float:
         v = _finite(volts, "source voltage")
@@ -112,11 +112,7 @@ class SafetyGuard:
         return v
 
     def compliance(self, amps: float) -> float:
-        i = _finite(amps, "compliance current")
-        if not 0 < i <= self.limits.max_compliance:
-            raise SafetyError(f"compliance {i:g} A is outside (0, "
-                              f"{self.limits.max_compliance:g}] A")
-        return i
+        return _up_to(amps, self.limits.max_compliance, "compliance", "A")
 
     def temperature(self, celsius: float) -> float:
         t = _finite(celsius, "temperature")
