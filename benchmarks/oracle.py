@@ -38,8 +38,8 @@ class TruthArray:
     def limits(self):
         return self.array.limits
 
-    def read(self, mask=None):
-        self.array.read(mask)  # same transaction and bench time as a real verify
+    def read(self, mask=None, averages=None):
+        self.array.read(mask, averages)  # same transaction and bench time as a real verify
         g = self.simulation.chip.truth().g
         return g if mask is None else np.where(mask, g, np.nan)
 

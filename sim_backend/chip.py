@@ -20,6 +20,7 @@ from sim_backend.spec import ChipSpec
 
 F32 = np.float32
 READ_TIME_PER_ROW = 1e-6  # s; row-parallel read of one word line (assumption)
+MAX_READ_AVERAGES = 1024  # conversions averaged per read, at most
 MVM_TIME = 1e-6  # s per input vector (assumption)
 DENSE_FRACTION = 0.3  # above this share of cells, operate on whole arrays
 
@@ -220,30 +221,39 @@ class SimChip:
         return g if factor is None else g * factor
 
     # -- array operations ---------------------------------------------------
-    def read(self, mask=None, voltage: float | None = None, adc: bool = True) -> np.ndarray:
+    def read(self, mask=None, voltage: float | None = None, adc: bool = True,
+             averages: int = 1) -> np.ndarray:
         """Read conductances (siemens) of all cells or of ``mask``; NaN where not read.
 
         Each read draws fresh read noise and passes the read ADC (``adc=False``:
         the analog value, as an external SMU measuring the cell sees it).
+        ``averages`` > 1: that many conversions per cell, averaged (and timed) as
+        the periphery would, each with its own noise and quantization.
         """
         v = self.spec.window.read_voltage if voltage is None else float(voltage)
         if not math.isfinite(v) or v <= 0:
             raise ChipInputError(f"read voltage must be positive, got {voltage!r}")
+        if int(averages) != averages or not 1 <= averages <= MAX_READ_AVERAGES:
+            raise ChipInputError(f"averages must be an integer in 1..{MAX_READ_AVERAGES}, "
+                                 f"got {averages!r}")
+        averages = int(averages)
         sel = self._selection(mask)
         g = self._observed(sel)
-        noisy = self._read_sigma(g, sel)
-        noisy *= normals(self._rng, g.size)
-        noisy += g
-        # The read ADC has a fixed current range: read_full_scale at the nominal read
-        # voltage. Reading at another voltage changes the conductance resolution.
-        if adc:
-            conv = self.spec.adc
-            i_full = conv.read_full_scale * self.spec.window.read_voltage
-            current = devices.quantize(noisy * F32(v), i_full, conv.read_bits, False)
-            values = current.astype(np.float64)
-            values /= v
-        else:
-            values = noisy.astype(np.float64)
+        sigma = self._read_sigma(g, sel)
+        values = np.zeros(g.size, np.float64)
+        for _ in range(averages):
+            noisy = sigma * normals(self._rng, g.size)
+            noisy += g
+            # The read ADC has a fixed current range: read_full_scale at the nominal read
+            # voltage. Reading at another voltage changes the conductance resolution.
+            if adc:
+                conv = self.spec.adc
+                i_full = conv.read_full_scale * self.spec.window.read_voltage
+                current = devices.quantize(noisy * F32(v), i_full, conv.read_bits, False)
+                values += current
+            else:
+                values += noisy
+        values /= (v * averages) if adc else averages
         if isinstance(sel, slice):
             out = values.reshape(self.shape)
             rows_read = self.shape[0]
@@ -252,7 +262,7 @@ class SimChip:
             out[sel] = values
             rows_read = int(np.count_nonzero(mask.any(axis=1)))
             out = out.reshape(self.shape)
-        self.clock.advance(READ_TIME_PER_ROW * rows_read)
+        self.clock.advance(READ_TIME_PER_ROW * rows_read * averages)
         return out
 
     def pulse(self, volts, width=1e-6) -> int:

@@ -50,6 +50,22 @@ def test_array_configures_read_voltage_once():
         drv.read()
 
 
+def test_array_read_averages_configure_only_on_change():
+    with expected_protocol(array, [
+        (":PULS:COUN?", "0"), (":CONF:READ:AVER 4", None), (":SYST:ERR?", '0,"No error"'),
+        (":ARR:SIZE?", "1,2"), (":MEAS:ARR?", f32_block([1e-6, 2e-6])),
+        (":MEAS:ARR?", f32_block([1e-6, 2e-6])),
+        (":CONF:READ:AVER 1", None), (":SYST:ERR?", '0,"No error"'),
+        (":MEAS:ARR?", f32_block([1e-6, 2e-6])),
+    ]) as drv:
+        drv.read(averages=4)
+        drv.read(averages=4)
+        drv.read(averages=1)
+        for bad in (0, 1.5, 2000, True):
+            with pytest.raises(ValueError, match="averages"):
+                drv.read(averages=bad)
+
+
 def test_array_pulse_scalar_and_per_cell_width():
     v = np.array([[1.5, 0.0, -2.0]])
     widths = np.array([[1e-6, 1e-6, 5e-6]])
@@ -110,6 +126,19 @@ def test_2450_source_measure_and_trip():
         with pytest.raises(ComplianceTrip, match="compliance"):
             drv.measure_current()
         drv.output(False)
+
+
+def test_2450_averaging_filter():
+    with expected_protocol(smu, [
+        (':SOUR:FUNC VOLT;:SENS:FUNC "CURR"', None), (":SYST:ERR?", '0,"No error"'),
+        (":SENS:CURR:AVER:TCON REP;:SENS:CURR:AVER:COUN 8;:SENS:CURR:AVER ON", None),
+        (":SYST:ERR?", '0,"No error"'),
+        (":SENS:CURR:AVER OFF", None), (":SYST:ERR?", '0,"No error"'),
+    ]) as drv:
+        drv.set_averaging(8)
+        drv.set_averaging(1)
+        with pytest.raises(ValueError, match="averaging"):
+            drv.set_averaging(101)
 
 
 def test_2450_list_sweep_uploads_in_chunks():

@@ -95,3 +95,20 @@ def test_framing_keeps_newlines_inside_blocks():
     msg = b":PULS:ARR? 1e-6," + block(payload) + b"\n"
     parts = buf.feed(msg[:10]) + buf.feed(msg[10:25]) + buf.feed(msg[25:] + b"*IDN?\n")
     assert parts == [msg[:-1], b"*IDN?"]
+
+
+def test_read_averaging_settings_are_range_checked():
+    bench = SimBench()
+    arr, smu = bench.emulators["array"], bench.emulators["smu"]
+    ask(arr, ":CONF:READ:AVER 8")
+    assert ask(arr, ":CONF:READ:AVER?") == "8"
+    for bad in ("0", "2.5", "2000"):
+        ask(arr, f":CONFigure:READ:AVERage {bad}")
+        assert ask(arr, ":SYST:ERR?").startswith("-222")
+    ask(arr, "*RST")
+    assert ask(arr, ":CONF:READ:AVER?") == "1"
+    ask(smu, ":SENS:CURR:AVER:COUN 101")
+    assert ask(smu, ":SYST:ERR?").startswith("-222")
+    ask(smu, ":SENS:CURR:AVER:TCON MOV;:SENS:CURR:AVER:COUN 5;:SENS:CURR:AVER ON")
+    assert ask(smu, ":SENS:CURR:AVER:COUN?") == "5" and ask(smu, ":SENS:CURR:AVER?") == "1"
+    assert ask(smu, ":SYST:ERR?") == '0,"No error"'

@@ -164,6 +164,22 @@ def test_read_noise_is_one_percent(rram_chip):
     assert np.median(np.abs(reads.mean(axis=0) / truth - 1)[h]) < 0.005
 
 
+def test_averaged_reads_cut_the_noise_by_root_n(rram_chip):
+    rram_chip.pulse(np.full(rram_chip.shape, 4.0))
+    truth = rram_chip.truth()
+    h = healthy(truth) & (truth.g > 20 * US) & (truth.g < 100 * US)  # below ADC full scale
+    single = np.stack([rram_chip.read() for _ in range(30)]).std(axis=0)[h]
+    t0 = rram_chip.clock.now
+    averaged = np.stack([rram_chip.read(averages=16) for _ in range(30)]).std(axis=0)[h]
+    elapsed = rram_chip.clock.now - t0
+    assert np.median(averaged / single) == pytest.approx(0.25, rel=0.15)
+    # sixteen conversions per row take sixteen times as long
+    assert elapsed == pytest.approx(30 * 16 * 1e-6 * rram_chip.shape[0], rel=1e-6)
+    for bad in (0, 2.5, 5000):
+        with pytest.raises(ChipInputError, match="averages"):
+            rram_chip.read(averages=bad)
+
+
 def test_read_subset_and_adc(rram_chip):
     mask = np.zeros(rram_chip.shape, bool)
     mask[3, :] = True

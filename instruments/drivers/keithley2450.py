@@ -15,6 +15,7 @@ from instruments.session import VisaSession
 
 LIST_CHUNK = 100  # points per command line
 MAX_POINTS = 2500
+MAX_AVERAGES = 100  # the 2450's averaging filter count
 
 
 class Keithley2450:
@@ -60,6 +61,18 @@ class Keithley2450:
         if not 0.01 <= nplc <= 10:
             raise ValueError(f"NPLC {nplc!r} must be within 0.01..10")
         self.session.write(f":SENS:CURR:NPLC {nplc:.6g}")
+
+    def set_averaging(self, count: int) -> None:
+        """Repeat filter: each reading is the mean of ``count`` conversions (1 = off)."""
+        if isinstance(count, bool) or int(count) != count or not 1 <= count <= MAX_AVERAGES:
+            raise ValueError(f"averaging count {count!r} must be an integer in 1..{MAX_AVERAGES}")
+        self._ready()
+        if count == 1:
+            self.session.write(":SENS:CURR:AVER OFF")
+        else:
+            self.session.write(f":SENS:CURR:AVER:TCON REP;:SENS:CURR:AVER:COUN {int(count)};"
+                               ":SENS:CURR:AVER ON")
+        self.session.check_errors("setting the averaging filter")
 
     def measure_current(self) -> float:
         """One source-measure point; raises ComplianceTrip if the limit was hit."""

@@ -13,6 +13,7 @@ from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
 BYTES_PER_SECOND = 1e6  # worst-case link speed used to scale timeouts
+MAX_READ_AVERAGES = 1024  # the reference board's limit (docs/array-controller-scpi.md)
 
 
 class ArrayShapeError(InstrumentError, ValueError):
@@ -36,6 +37,7 @@ class ReferenceArrayController:
         self._shape: tuple[int, int] | None = None
         self._batches: int | None = None
         self._configured = False
+        self._averages = 1  # the board's state after power-on / *RST
 
     # -- identity and set-up ------------------------------------------------------
     @property
@@ -70,6 +72,13 @@ class ReferenceArrayController:
         self.read_voltage = v
         self._configured = True
 
+    def configure_read_averages(self, count: int) -> None:
+        """Conversions the board averages per cell in every read (1 = none)."""
+        count = _averages(count)
+        self.session.write(f":CONF:READ:AVER {int(count)}")
+        self.session.check_errors("setting read averaging")
+        self._averages = int(count)
+
     def set_mvm_range(self, amps: float) -> None:
         if not 0 < amps <= 0.1:
             raise ArrayShapeError(f"MVM range {amps!r} A must be in (0, 0.1]")
@@ -87,9 +96,15 @@ class ReferenceArrayController:
         return mask
 
     # -- array operations -----------------------------------------------------------
-    def read(self, mask: np.ndarray | None = None) -> np.ndarray:
-        """Conductances in siemens; NaN outside ``mask``. One transaction."""
+    def read(self, mask: np.ndarray | None = None, averages: int | None = None) -> np.ndarray:
+        """Conductances in siemens; NaN outside ``mask``. One transaction.
+
+        ``averages``: conversions the board averages per cell (None: as configured);
+        a change costs one configuration write before the read.
+        """
         self._setup()
+        if averages is not None and _averages(averages) != self._averages:
+            self.configure_read_averages(averages)
         rows, cols = self.shape
         if mask is None:
             values = self.session.query_block(
@@ -197,3 +212,11 @@ def _expect(count: int):
         return values
 
     return check
+
+
+def _averages(count) -> int:
+    if (isinstance(count, bool) or not isinstance(count, (int, float, np.integer))
+            or int(count) != count or not 1 <= count <= MAX_READ_AVERAGES):
+        raise ArrayShapeError(f"read averages {count!r} must be an integer in "
+                              f"1..{MAX_READ_AVERAGES}")
+    return int(count)

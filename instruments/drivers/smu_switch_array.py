@@ -49,6 +49,7 @@ class SmuSwitchArray:
         self.forming_voltage = forming_voltage
         self.forming_width = forming_width
         self.forming_compliance = forming_compliance or compliance
+        self._averages = 1  # the SMU's filter after reset: off
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,8 +77,12 @@ class SmuSwitchArray:
     def _connect(self, i: int, j: int) -> None:
         self.switch.exclusive_close([channel("A", i), channel("B", self.first_bit_column + j)])
 
-    def read(self, mask: np.ndarray | None = None) -> np.ndarray:
+    def read(self, mask: np.ndarray | None = None, averages: int | None = None) -> np.ndarray:
+        """Cell by cell through the matrix; ``averages`` sets the SMU's repeat filter."""
         v = self.guard.read_voltage(self.read_voltage)
+        if averages is not None and averages != self._averages:
+            self.smu.set_averaging(averages)
+            self._averages = int(averages)
         out = np.full(self.shape, np.nan)
         self.smu.set_compliance(self.compliance)
         self.smu.set_voltage(v)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim_backend.chip import MAX_READ_AVERAGES
 from sim_backend.framing import block as encode_block
 from sim_backend.scpi import (
     DATA_TYPE,
@@ -34,6 +35,7 @@ class ArrayControllerEmulator(ScpiInstrument):
 
     def reset(self) -> None:
         self.read_voltage = self.bench.spec.window.read_voltage
+        self.read_averages = 1
         self.mvm_range = self.bench.spec.adc.mvm_full_scale
         self.pulse_batches = 0
 
@@ -84,6 +86,18 @@ class ArrayControllerEmulator(ScpiInstrument):
     def get_read_voltage(self, args, block):
         return f"{self.read_voltage:.6g}"
 
+    @command(":CONFigure:READ:AVERage")
+    def set_read_averages(self, args, block):
+        need(args, 1)
+        n = number(args[0], "read averages")
+        if n != int(n) or not 1 <= n <= MAX_READ_AVERAGES:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; read averages")
+        self.read_averages = int(n)
+
+    @command(":CONFigure:READ:AVERage?")
+    def get_read_averages(self, args, block):
+        return str(self.read_averages)
+
     @command(":MEASure:ARRay?")
     def read_all(self, args, block):
         return encode_block(self._read(None).astype("<f4").tobytes())
@@ -100,7 +114,7 @@ class ArrayControllerEmulator(ScpiInstrument):
         chip = self._chip()
         if chip is None:
             return np.zeros(self.shape)
-        g = chip.read(mask, voltage=self.read_voltage)
+        g = chip.read(mask, voltage=self.read_voltage, averages=self.read_averages)
         return np.nan_to_num(g, nan=0.0)
 
     @command(":PULSe:ARRay?")

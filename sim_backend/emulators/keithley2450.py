@@ -42,6 +42,8 @@ class Keithley2450Emulator(ScpiInstrument):
         self.output = False
         self.tripped = False
         self.nplc = 1.0
+        self.average_on = False
+        self.average_count = 10  # the 2450's default count; used only when the filter is on
         self.sense = "CURR"
         self.sweep_list: list[float] = []
         self.sweep_delay = 0.0
@@ -99,7 +101,9 @@ class Keithley2450Emulator(ScpiInstrument):
     def _measure(self) -> float:
         if not self.output:
             raise ScpiError(EXECUTION, "Execution error; output is off")
-        return self._apply(self.level, self.bench.latency.smu_point_s)
+        n = self.average_count if self.average_on else 1
+        return sum(self._apply(self.level, self.bench.latency.smu_point_s)
+                   for _ in range(n)) / n
 
     # -- source / sense ----------------------------------------------------------
     @command(":SOURce:FUNCtion[:MODE]")
@@ -296,16 +300,30 @@ class Keithley2450Emulator(ScpiInstrument):
     @command(":SENSe:CURRent:AVERage[:STATe]")
     def set_average(self, args, block):
         need(args, 1)
-        boolean(args[0])
+        self.average_on = boolean(args[0])
+
+    @command(":SENSe:CURRent:AVERage[:STATe]?")
+    def get_average(self, args, block):
+        return "1" if self.average_on else "0"
 
     @command(":SENSe:CURRent:AVERage:COUNt")
     def set_average_count(self, args, block):
         need(args, 1)
-        number(args[0], "count")
+        n = number(args[0], "count")
+        if n != int(n) or not 1 <= n <= 100:
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; filter count")
+        self.average_count = int(n)
+
+    @command(":SENSe:CURRent:AVERage:COUNt?")
+    def get_average_count(self, args, block):
+        return str(self.average_count)
 
     @command(":SENSe:CURRent:AVERage:TCONtrol")
     def set_average_tcon(self, args, block):
+        # REPeat and MOVing both average ``count`` conversions into the first reading
         need(args, 1)
+        if args[0].strip().upper()[:3] not in ("REP", "MOV"):
+            raise ScpiError(ILLEGAL_VALUE, "Illegal parameter value; filter type")
 
     @command(":OUTPut:VOLTage:SMODe")
     def set_off_mode(self, args, block):
