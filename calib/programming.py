@@ -121,28 +121,29 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
                relax_wait_s: float | None = None) -> protocols.WriteVerifyParams:
     """Write-verify parameters that suit a chip type.
 
-    The nominal pulse model comes from the spec; the relaxation wait before
-    touch-up is 30 s, or a quarter of the drift onset t0 for drifting devices
-    (PCM), so touch-ups finish before drift starts, with two rounds instead of
-    three (more only chase drift). Where RESET is abrupt (PCM),
-    an overshoot costs a melt-quench and a fresh climb, an undershoot one more
-    small SET: pulses aim at 70 % of the error.
+    The nominal pulse model comes from the spec. Relaxing devices (RRAM) wait
+    before each touch-up as long as the phase before it took, at least 3 s (the
+    protocol's default). Drifting devices (PCM) wait a fixed quarter of the drift
+    onset t0, so touch-ups finish before drift starts. Where RESET is abrupt
+    (PCM), an overshoot costs a melt-quench and a fresh climb, an undershoot one
+    more small SET: pulses aim at 70 % of the error. ``relax_wait_s`` given:
+    exactly that wait (0: no touch-up).
     """
-    wait = protocols.WriteVerifyParams().relax_wait_s
     extra = {} if max_pulses is None else {"max_pulses": max_pulses}
     if spec.drift.model != "none":
-        wait = min(wait, 0.25 * spec.drift.t0)
-        extra["touchup_rounds"] = 2  # more rounds only chase drift
+        extra["relax_wait_s"] = 0.25 * spec.drift.t0
+        extra["relax_wait_factor"] = 0.0
     if spec.response.reset_mode == "abrupt":
         extra["aim"] = 0.7
     if relax_wait_s is not None:
         if relax_wait_s < 0:
             raise ProgramInputError("--relax-wait must be >= 0 seconds")
-        wait = relax_wait_s
+        extra["relax_wait_s"] = relax_wait_s
+        extra["relax_wait_factor"] = 0.0
     if max_pulses is not None and max_pulses < 1:
         raise ProgramInputError("--max-pulses must be at least 1")
     return protocols.WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model_for(spec),
-                                       relax_wait_s=wait, **extra)
+                                       **extra)
 
 
 def wafer_name(bench: Bench, override: str | None = None) -> str:

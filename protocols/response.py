@@ -3,10 +3,10 @@
 The loop asks a model for the amplitude and width that should move each cell
 by a wanted amount, then tells it what the cell actually did. The default
 :class:`AdaptiveResponse` assumes only what holds broadly for RRAM and PCM
-(no movement below a threshold, step growing as a power of the overdrive and
-of the width) and learns each cell's gain from its own history, starting from
-the population's median. Benchmarks plug in an oracle with the true
-parameters through the same interface.
+(no movement below a threshold, drive growing as a power of the overdrive and
+of the width, steps shrinking toward a soft bound) and learns each cell's rate
+and bound from its own history, starting from the population's. Benchmarks
+plug in an oracle with the true parameters through the same interface.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 SET, RESET = 0, 1
+UNIT = 1e-6  # the law is fitted in microsiemens, where its numbers are of order one
 
 
 class ResponseModel(Protocol):
@@ -26,8 +27,9 @@ class ResponseModel(Protocol):
         ...
 
     def observe(self, idx: np.ndarray, polarity: np.ndarray, volts: np.ndarray,
-                width: np.ndarray, moved: np.ndarray) -> None:
-        """Cells ``idx`` moved by ``moved`` (S, positive = the intended direction)."""
+                width: np.ndarray, moved: np.ndarray, g_before: np.ndarray | None = None) -> None:
+        """Cells ``idx`` moved by ``moved`` (S, positive = the intended direction)
+        from ``g_before`` (S)."""
         ...
 
     def at_max_drive(self, volts: np.ndarray, width: np.ndarray,
@@ -93,76 +95,111 @@ class PulseModel:
 class AdaptiveResponse:
     """Learns the response from what the cells do; no device truth is used.
 
-    Population law, per polarity, fitted robustly to the first observed steps
-    (the pilot batch and every cell's first pulse, which span the widest range
-    of drives): move = k s(g) (1 - exp(-a d)) / a, with d the nominal drive of
-    :class:`PulseModel`: linear for small drives (slope k s), saturating for
-    large ones (at k s / a), as soft-bounded devices do; s(g) is the span a
-    step can cover: for RESET the present conductance itself (soft bound toward
-    a floor near zero, so steps shrink 40-fold across a 1-40 uS window), for SET
-    1 (its bound lies far above the window). The law is then frozen, and each cell
-    keeps its own factor on ``k`` (log space, updated in proportion to how far
-    the expected move stands above the verify noise). Before the pilot's steps
-    are seen, a linear prior (``initial_gain`` S per unit drive) aims.
+    The law is the soft-bound one both RRAM and PCM follow (aihwkit SoftBounds,
+    NeuroSim): a pulse of nominal drive ``d`` (see :class:`PulseModel`) moves a
+    cell toward its bound, SET up to ``B+``, RESET down to ``B-``, removing the
+    share ``1 - exp(-r d)`` of the distance left. Cells differ in both ``r`` and
+    ``B``, and the two act differently: ``r`` sets small steps, ``B`` large
+    ones, so one scalar gain learned from a large first step misleads the small
+    steps that follow. Hence, per polarity:
+
+    * the population's ``(r, B)``, fitted robustly to the first observed steps
+      (the pilot batch, whose drives are spread over a 9x range, and every
+      cell's first pulse), then frozen;
+    * per cell, log factors on both, learned from every step the cell takes by
+      an iterated extended Kalman filter whose observation noise is the
+      cycle-to-cycle spread (a share of the step) plus the verify noise.
+
+    Pulses aim the median landing at the target, shortened by exp(-0.6 var)
+    while a cell's factors are still uncertain (var: their summed variance), as
+    an overshoot costs a polarity switch onto a response known even less; a
+    wanted move beyond what one pulse can do gets the strongest pulse allowed.
+    A pulse that moves a cell less than read noise halves its rate estimate
+    (quarters it the next time, and so on), so the drive climbs to the strongest
+    pulse within a few pulses, where write-verify recognises a stuck cell.
+    Before the pilot's steps are seen, a linear prior (``initial_gain`` S per
+    unit drive) aims.
     """
 
     MIN_SAMPLES = 64
     MAX_SAMPLES = 20000
     FREEZE_SAMPLES = 2000  # after a fit on at least this many first steps, the law is kept
     RELATIVE_STEP_NOISE = 0.3  # assumed cycle-to-cycle spread of a step, as a fraction of it
-    PRIOR_VAR = 0.16  # cell-to-cell spread of log gain before a cell is seen (~40 %)
-    DRIFT_VAR = 0.01  # a cell's gain wanders as its state moves (per pulse)
+    PRIOR_VAR = (0.35**2, 0.35**2)  # cell-to-cell spread of (log r, log B) before a cell is seen
+    PROCESS_VAR = 0.0025  # per pulse: what the law's form does not capture
+    EKF_ITERATIONS = 3
+    UNCERTAIN_AIM = 0.6  # aim shortening per unit of the factors' summed variance
+    MAX_LOG_FACTOR = 3.0  # per-cell factors stay within e^-3..e^3 of the population
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
-                 noise: float = 0.4e-6, learning_rate: float = 0.5) -> None:
+                 noise: float = 0.4e-6) -> None:
         self.model = model
         self.noise = noise
-        self.rate = learning_rate
         self.initial_gain = initial_gain
-        self.log_c = np.zeros((2, size))  # per-cell factor on the population gain
-        self.var_c = np.full((2, size), self.PRIOR_VAR)  # its uncertainty (log units^2)
-        self.law: list[tuple[float, float] | None] = [None, None]  # (k, a) per polarity
+        self.factor = np.zeros((2, size, 2))  # per polarity and cell: (log r, log B) factors
+        self.cov = np.zeros((2, size, 3))  # their covariance: (var r, cov, var B)
+        self.cov[..., 0], self.cov[..., 2] = self.PRIOR_VAR
+        self.quiet = np.zeros((2, size), np.int16)  # pulses in a row without a visible move
+        self.law: list[tuple[float, float] | None] = [None, None]  # (r, B in S) per polarity
         self._samples: list[list[np.ndarray]] = [[], []]
         self._count = [0, 0]
         self._fits = [0, 0]
         self._frozen = [False, False]
+
+    # -- the population law ----------------------------------------------------------
+    @staticmethod
+    def _span(p: int, bound, g):
+        """Distance a pulse of polarity ``p`` can still cover (S)."""
+        return bound - g if p == SET else g - bound
 
     def _fit(self, p: int) -> None:
         from scipy.optimize import least_squares
 
         d, moved, g = np.concatenate(self._samples[p], axis=1)[:, : self.MAX_SAMPLES]
         keep = d > 0
-        d, moved = d[keep], moved[keep] / self._span(p, g[keep])
+        d, moved, g = d[keep], moved[keep] / UNIT, g[keep] / UNIT  # fit in uS
         if d.size < self.MIN_SAMPLES:
             return
+        noise = self.noise / UNIT
+        if p == SET:  # the bound lies above every state seen
+            lo, hi = float(np.max(g)) + 0.1, 1e3 * max(float(np.max(g)), 1.0)
+            b0 = 2.0 * max(float(np.max(g)), 1.0)
+        else:  # and below (a few noisy reads near zero aside)
+            hi = max(float(np.percentile(g, 2)), 2e-4)
+            lo = 1e-4
+            b0 = 0.5 * (lo + hi)
 
-        def curve(x, d):
-            k, a = np.exp(x[0]), np.exp(x[1])
-            return k * -np.expm1(-a * d) / a
+        # in log space, on steps that stand clear of the noise: cycle-to-cycle noise is a
+        # share of the step, so log residuals are alike across the curve, and the fit
+        # follows the median cell, the one whose per-cell factors are zero
+        clear = moved > 3 * noise
+        if np.count_nonzero(clear) < self.MIN_SAMPLES // 2:
+            return
+        d, moved, g = d[clear], moved[clear], g[clear]
+
+        # RESET's floor sits near zero for both RRAM and PCM; steps taken from one state
+        # (a freshly formed array) cannot tell it from a slower rate, so a weak prior
+        # keeps it low unless steps from many states say otherwise
+        floor_scale = 0.1 * float(np.median(g))
+        prior_rows = max(1, d.size // 10)
 
         def residual(x):
-            pred = curve(x, d)
-            # step noise grows with the step (cycle-to-cycle): weight accordingly
-            return (pred - moved) / (self.noise + self.RELATIVE_STEP_NOISE * pred)
+            pred = self._span(p, x[1], g) * -np.expm1(-np.exp(x[0]) * d)
+            res = (np.log(np.maximum(pred, 1e-9)) - np.log(moved)) / self.RELATIVE_STEP_NOISE
+            if p == SET:
+                return res
+            return np.append(res, np.full(prior_rows, x[1] / floor_scale))
 
-        x0 = [np.log(max(np.median(np.maximum(moved, 0) / d), 1e-9)), np.log(0.05)]
-        fit = least_squares(residual, x0, loss="soft_l1", f_scale=2.0,
-                            bounds=([-40.0, np.log(1e-4)], [0.0, np.log(20.0)]), max_nfev=200)
-        k, a = float(np.exp(fit.x[0])), float(np.exp(fit.x[1]))
-        pred = curve(fit.x, d)
-        clear = pred > 4 * self.noise  # re-centre on steps that stand clear of the noise
-        if np.count_nonzero(clear) >= self.MIN_SAMPLES // 2:
-            k *= float(np.median(moved[clear] / pred[clear]))
-        self.law[p] = (k, a)
+        span0 = np.maximum(self._span(p, b0, g), 1e-3)
+        r0 = float(np.median(np.clip(moved / span0, 1e-4, 0.99) / d))
+        fit = least_squares(residual, [np.log(max(r0, 1e-9)), b0], loss="soft_l1", f_scale=2.0,
+                            bounds=([-30.0, lo], [5.0, hi]), max_nfev=400)
+        self.law[p] = (float(np.exp(fit.x[0])), float(fit.x[1]) * UNIT)
 
-    def _gain(self, p: int, idx: np.ndarray) -> np.ndarray:
-        return self.law[p][0] * np.exp(self.log_c[p, idx])
-
-    @staticmethod
-    def _span(p: int, g: np.ndarray) -> np.ndarray:
-        if p == SET:
-            return np.ones_like(g)
-        return np.maximum(np.abs(g), 1e-9) * 1e5  # ~1 at 10 uS, keeps k well scaled
+    def _cell_law(self, p: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r, bound = self.law[p]
+        f = self.factor[p, idx]
+        return r * np.exp(f[:, 0]), bound * np.exp(f[:, 1])
 
     # -- the interface ------------------------------------------------------------
     def pulse_for(self, idx, polarity, wanted, g):
@@ -174,12 +211,13 @@ class AdaptiveResponse:
             if self.law[p] is None:
                 d[sel] = wanted[sel] / self.initial_gain
                 continue
-            _, a = self.law[p]
-            reach = self._gain(p, idx[sel]) * self._span(p, g[sel]) / a  # largest one-pulse move
-            frac = wanted[sel] / reach
+            r, bound = self._cell_law(p, idx[sel])
+            var = self.cov[p, idx[sel], 0] + self.cov[p, idx[sel], 2]
+            frac = wanted[sel] * np.exp(-self.UNCERTAIN_AIM * var) / np.maximum(
+                self._span(p, bound, g[sel]), 1e-12)
             with np.errstate(divide="ignore"):
                 # beyond one pulse's reach: ask for the strongest pulse allowed
-                d[sel] = np.where(frac < 0.999, -np.log1p(-np.minimum(frac, 0.999)) / a, np.inf)
+                d[sel] = np.where(frac < 0.999, -np.log1p(-np.minimum(frac, 0.999)) / r, np.inf)
         return self.model.pulse_for_drive(polarity, d)
 
     def observe(self, idx, polarity, volts, width, moved, g_before=None):
@@ -188,19 +226,22 @@ class AdaptiveResponse:
         if not np.any(ok):
             return
         idx, polarity, d, moved = idx[ok], polarity[ok], d[ok], moved[ok]
+        gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
         for p in (SET, RESET):
             sel = polarity == p
             if not np.any(sel):
                 continue
-            gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
             if self.law[p] is not None:
-                # no visible move: step up (halve the gain estimate) so the drive climbs
-                # to the strongest pulse, where a stuck cell is recognised
                 visible = moved[sel] > np.maximum(2 * self.noise, 0.03 * np.abs(gb[sel]))
                 cells = idx[sel]
-                self.log_c[p, cells[~visible]] -= np.log(2.0)
-                self._update_cells(p, cells[visible], d[sel][visible],
-                                   moved[sel][visible] / self._span(p, gb[sel][visible]))
+                # no visible move: step up so the drive climbs, faster with every quiet
+                # pulse in a row (halve the rate, then quarter it, ...)
+                quiet = cells[~visible]
+                self.quiet[p, quiet] += 1
+                self.quiet[p, cells[visible]] = 0
+                self.factor[p, quiet, 0] -= np.log(2.0) * self.quiet[p, quiet]
+                self._update_cells(p, cells[visible], d[sel][visible], moved[sel][visible],
+                                   gb[sel][visible])
             if not self._frozen[p]:
                 self._samples[p].append(np.stack([d[sel], moved[sel], gb[sel]]))
                 self._count[p] += int(sel.sum())
@@ -212,20 +253,35 @@ class AdaptiveResponse:
                     self._frozen[p] = True
                     self._samples[p] = []
 
-    def _update_cells(self, p, idx, d, moved):
-        """Kalman update of each cell's log gain factor; ``moved`` already / span."""
-        k, a = self.law[p]
-        shape = k * -np.expm1(-a * d) / a  # the population's move at factor 1
-        current = self.log_c[p, idx]
-        var = self.var_c[p, idx] + self.DRIFT_VAR
-        expected = np.exp(current) * shape
-        observed = np.log(np.maximum(moved, 1e-30) / shape)
-        observed = np.clip(observed, current - np.log(8.0), current + np.log(8.0))
-        # observation variance: cycle-to-cycle spread plus verify noise over the step
-        obs_var = self.RELATIVE_STEP_NOISE**2 + (self.noise / np.maximum(expected, 1e-30)) ** 2
-        gain = var / (var + obs_var)
-        self.log_c[p, idx] = current + gain * (observed - current)
-        self.var_c[p, idx] = (1.0 - gain) * var
+    def _update_cells(self, p, idx, d, moved, g):
+        """Iterated EKF on each cell's (log r, log B) factors from one observed move (S)."""
+        if idx.size == 0:
+            return
+        r0, b0 = self.law[p]
+        prior = self.factor[p, idx]
+        c = self.cov[p, idx]
+        v_r, c_rb, v_b = c[:, 0] + self.PROCESS_VAR, c[:, 1], c[:, 2] + self.PROCESS_VAR
+        sign = 1.0 if p == SET else -1.0
+        x = prior.copy()
+        for _ in range(self.EKF_ITERATIONS):
+            r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
+            span = np.maximum(sign * (bound - g), 1e-12)
+            keep = np.exp(-r * d)
+            pred = span * (1.0 - keep)
+            h_r = span * keep * r * d  # d pred / d log r
+            h_b = sign * bound * (1.0 - keep)  # d pred / d log B
+            obs_var = (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2
+            # innovation, linearised at the current iterate x (Gauss-Newton on the MAP)
+            y = moved - pred - h_r * (prior[:, 0] - x[:, 0]) - h_b * (prior[:, 1] - x[:, 1])
+            ph_r = v_r * h_r + c_rb * h_b
+            ph_b = c_rb * h_r + v_b * h_b
+            k_r = ph_r / (h_r * ph_r + h_b * ph_b + obs_var)
+            k_b = ph_b / (h_r * ph_r + h_b * ph_b + obs_var)
+            x = np.clip(prior + np.stack([k_r * y, k_b * y], axis=1),
+                        -self.MAX_LOG_FACTOR, self.MAX_LOG_FACTOR)
+        self.factor[p, idx] = x
+        self.cov[p, idx] = np.stack([v_r - k_r * ph_r, c_rb - k_r * ph_b, v_b - k_b * ph_b],
+                                    axis=1)
 
     def at_max_drive(self, volts, width, polarity=None):
         cap = self.model.w_max if polarity is None else self.model.width_cap(polarity)

@@ -41,7 +41,8 @@ class WriteVerifyParams:
 
     tolerance: float = 1e-6  # half-width of the band around each target, S
     accept_fraction: float = 0.8  # verify reads must be within this share of the band
-    reads_per_verify: int = 1  # verify reads averaged per iteration
+    read_averages: int = 8  # conversions the instrument averages per verify read (one transaction)
+    reads_per_verify: int = 1  # separate verify reads averaged per iteration (one transaction each)
     confirm: bool = True  # accept on the mean of >= 2 unpulsed reads (sequential verify)
     max_confirm_reads: int = 4  # reads of an in-band-looking cell before it is pulsed again
     # accept when |mean - target| <= tolerance - z * sigma_read(G) / sqrt(n), with
@@ -53,8 +54,12 @@ class WriteVerifyParams:
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
     move_fraction: float = 0.5  # "moved" means more than this share of the band
     aim: float = 1.0  # fraction of the error each pulse aims to remove
-    relax_wait_s: float = 30.0  # wait before re-reading for touch-up (0: none)
-    touchup_rounds: int = 3
+    # wait before re-reading for touch-up: as long as the phase before it took on the
+    # bench clock (x relax_wait_factor), so the last cells programmed relax about as long
+    # as the first had, and at least relax_wait_s (both 0: no touch-up)
+    relax_wait_s: float = 3.0
+    relax_wait_factor: float = 1.0
+    touchup_rounds: int = 2
     initial_gain: float = 2e-6  # S per unit drive before anything is learned
     pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
     pilot_min_cells: int = 64
@@ -67,12 +72,14 @@ class WriteVerifyParams:
             "tolerance": self.tolerance > 0,
             "accept_fraction": 0 < self.accept_fraction <= 1,
             "reads_per_verify": self.reads_per_verify >= 1,
+            "read_averages": isinstance(self.read_averages, int) and self.read_averages >= 1,
             "max_pulses": self.max_pulses >= 1,
             "max_iterations": self.max_iterations >= 1,
             "stall_pulses": self.stall_pulses >= 1,
             "max_confirm_reads": self.max_confirm_reads >= 2,
             "aim": 0 < self.aim <= 1.5,
             "relax_wait_s": self.relax_wait_s >= 0,
+            "relax_wait_factor": self.relax_wait_factor >= 0,
             "touchup_rounds": self.touchup_rounds >= 0,
             "initial_gain": self.initial_gain > 0,
             "pilot_fraction": 0 < self.pilot_fraction <= 1,
@@ -119,9 +126,10 @@ class WriteVerifyResult:
     iterations: int
     history: tuple[IterationRecord, ...]
     transactions: int
-    bench_time_s: float
+    bench_time_s: float  # on the clock role, relaxation waits included
     wall_time_s: float
     params: WriteVerifyParams
+    relax_wait_time_s: float = 0.0  # of bench_time_s, spent waiting for relaxation
 
     @property
     def targeted(self) -> np.ndarray:
@@ -153,7 +161,7 @@ class WriteVerifyResult:
             "pulses_mean": stats["mean"], "pulses_median": stats["median"],
             "pulses_p99": stats["p99"], "iterations": self.iterations,
             "transactions": self.transactions, "bench_time_s": self.bench_time_s,
-            "wall_time_s": self.wall_time_s,
+            "relax_wait_time_s": self.relax_wait_time_s, "wall_time_s": self.wall_time_s,
         }
 
 
@@ -210,13 +218,17 @@ def write_verify(
 
 
     loop = _Loop(array, clock, params, response, flat_t, targeted, shape, progress)
+    started = loop.bench_now()
     loop.run("program")
     for _ in range(params.touchup_rounds):
-        if clock is None or params.relax_wait_s <= 0:
+        wait = max(params.relax_wait_s, params.relax_wait_factor * (loop.bench_now() - started))
+        if clock is None or wait <= 0:
             break
-        clock.wait(params.relax_wait_s)
+        clock.wait(wait)
+        loop.waited += wait
         if not loop.reopen_drifted():
             break
+        started = loop.bench_now()
         loop.run("touch-up")
     return loop.result()
 
@@ -279,6 +291,7 @@ class _Loop:
         self.g_last = np.full(n, np.nan)  # the previous unpulsed read of a confirming cell
         self.history: list[IterationRecord] = []
         self.iterations = 0
+        self.waited = 0.0  # bench seconds spent in relaxation waits
         self.tx0 = array.transactions
         self.t0_bench = clock.now() if clock is not None else 0.0
         self.t0_wall = time.perf_counter()
@@ -294,12 +307,16 @@ class _Loop:
         whole = mask.all()
         reads = []
         for _ in range(self.p.reads_per_verify):
-            g = self.array.read(None if whole else mask.reshape(self.shape))
+            g = self.array.read(None if whole else mask.reshape(self.shape),
+                                averages=self.p.read_averages)
             reads.append(g.ravel()[idx])
         return np.mean(reads, axis=0)
 
     def _bench_time(self) -> float:
         return (self.clock.now() - self.t0_bench) if self.clock is not None else 0.0
+
+    def bench_now(self) -> float:
+        return self.clock.now() if self.clock is not None else 0.0
 
     # -- one phase ------------------------------------------------------------
     def run(self, phase: str) -> None:
@@ -493,5 +510,5 @@ class _Loop:
             iterations=self.iterations, history=tuple(self.history),
             transactions=self.array.transactions - self.tx0,
             bench_time_s=self._bench_time(), wall_time_s=time.perf_counter() - self.t0_wall,
-            params=self.p,
+            params=self.p, relax_wait_time_s=self.waited,
         )
