@@ -435,12 +435,16 @@ class _Loop:
         return np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
 
     def _pilot(self, todo: np.ndarray) -> np.ndarray:
+        """A random share of the cells, drawn per polarity so that each polarity's law
+        has enough steps to be fitted however the targets split."""
         self.pilot_pending = False
-        k = max(self.p.pilot_min_cells, int(round(self.p.pilot_fraction * todo.size)))
-        if k >= todo.size:
-            return todo
         rng = np.random.default_rng(self.p.seed)
-        return np.sort(rng.choice(todo, size=k, replace=False))
+        going_up = self.g[todo] < self.t[todo]
+        chosen = []
+        for cells in (todo[going_up], todo[~going_up]):
+            k = max(self.p.pilot_min_cells, int(round(self.p.pilot_fraction * cells.size)))
+            chosen.append(cells if k >= cells.size else rng.choice(cells, size=k, replace=False))
+        return np.sort(np.concatenate(chosen))
 
     def _learn(self, move_eps: float) -> None:
         idx, polarity, volts, width, g_before = self.pending
