@@ -208,11 +208,12 @@ class SimChip:
                 g0 = devices.drifted(g0, self._per_cell(table, sel), self.nu[sel])
         return np.maximum(g0, F32(0.0))
 
-    def _read_sigma(self, g, sel) -> np.ndarray:
+    def _read_sigma(self, g, sel, integrations: int = 1) -> np.ndarray:
         spread = None
         if self.spec.read_noise.model == "pcm_1f":
-            spread = self._per_cell(devices.read_spread(self.spec, self._since_table()), sel)
-        return devices.read_sigma(self.spec, g, self.g_max[sel], spread)
+            table = devices.read_spread(self.spec, self._since_table(), integrations)
+            spread = self._per_cell(table, sel)
+        return devices.read_sigma(self.spec, g, self.g_max[sel], spread, integrations)
 
     def _observed(self, sel) -> np.ndarray:
         """Noise-free conductance as the periphery sees it at the die temperature."""
@@ -228,7 +229,9 @@ class SimChip:
         Each read draws fresh read noise and passes the read ADC (``adc=False``:
         the analog value, as an external SMU measuring the cell sees it).
         ``averages`` > 1: that many conversions per cell, averaged (and timed) as
-        the periphery would, each with its own noise and quantization.
+        the periphery would. White read noise (``relative``) is drawn and
+        quantized per conversion, so it averages down as 1/sqrt(n); 1/f noise
+        (``pcm_1f``) is one integration n times longer, which it barely notices.
         """
         v = self.spec.window.read_voltage if voltage is None else float(voltage)
         if not math.isfinite(v) or v <= 0:
@@ -239,9 +242,11 @@ class SimChip:
         averages = int(averages)
         sel = self._selection(mask)
         g = self._observed(sel)
-        sigma = self._read_sigma(g, sel)
+        one_over_f = self.spec.read_noise.model == "pcm_1f"
+        sigma = self._read_sigma(g, sel, averages if one_over_f else 1)
+        conversions = 1 if one_over_f else averages
         values = np.zeros(g.size, np.float64)
-        for _ in range(averages):
+        for _ in range(conversions):
             noisy = sigma * normals(self._rng, g.size)
             noisy += g
             # The read ADC has a fixed current range: read_full_scale at the nominal read
@@ -253,7 +258,7 @@ class SimChip:
                 values += current
             else:
                 values += noisy
-        values /= (v * averages) if adc else averages
+        values /= (v * conversions) if adc else conversions
         if isinstance(sel, slice):
             out = values.reshape(self.shape)
             rows_read = self.shape[0]

@@ -130,21 +130,30 @@ def temperature_factor(spec: ChipSpec, g, g_max, temperature_c: float):
     return np.exp(-ea * F32(inv / BOLTZMANN_EV))
 
 
-def read_spread(spec: ChipSpec, since: np.ndarray) -> np.ndarray:
-    """pcm_1f: sqrt(ln((t + t_r) / (2 t_r))), the 1/f growth with time since programming."""
+def read_spread(spec: ChipSpec, since: np.ndarray, integrations: int = 1) -> np.ndarray:
+    """pcm_1f: sqrt(ln((t + t_r) / (2 t_r))), the 1/f growth with time since programming.
+
+    ``integrations`` conversions averaged are one integration that many times
+    longer (t_r -> n t_r): 1/f noise shrinks only logarithmically with it.
+    """
     n = spec.read_noise
-    arg = (np.asarray(since, np.float64) + n.t_read) / (2.0 * n.t_read)
+    t_r = n.t_read * integrations
+    arg = (np.asarray(since, np.float64) + t_r) / (2.0 * t_r)
     return np.sqrt(np.log(np.maximum(arg, 1.0))).astype(np.float32)
 
 
-def read_sigma(spec: ChipSpec, g, g_max, spread) -> np.ndarray:
-    """Sigma of one read of conductance ``g``; ``spread`` from :func:`read_spread`."""
+def read_sigma(spec: ChipSpec, g, g_max, spread, integrations: int = 1) -> np.ndarray:
+    """Sigma of one read of conductance ``g``; ``spread`` from :func:`read_spread`.
+
+    pcm_1f with ``integrations`` > 1: the sigma of the whole averaged read (the
+    white floor averages down as 1/sqrt(n), the 1/f part through ``spread``).
+    """
     n = spec.read_noise
     if n.model == "relative":
         return g * F32(n.relative) + F32(n.absolute)
     x = np.clip(g / g_max, F32(1e-6), F32(1.0))
     q = np.minimum(F32(n.q_scale) * x ** F32(n.q_exponent), F32(n.q_max))
-    return g * q * spread + F32(n.absolute)
+    return g * q * spread + F32(n.absolute / np.sqrt(integrations))
 
 
 def quantize(values: np.ndarray, full_scale: float, bits: int, signed: bool) -> np.ndarray:

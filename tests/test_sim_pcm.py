@@ -118,3 +118,18 @@ def test_stuck_cells_do_not_move(pcm_chip):
     pcm_chip.pulse(np.full(pcm_chip.shape, -2.0))
     assert np.array_equal(pcm_chip.truth().g_programmed[t0.stuck], t0.g_programmed[t0.stuck])
     assert sim_backend.load_chip("pcm").shape == (64, 64)
+
+
+def test_averaging_barely_touches_one_over_f_read_noise(pcm_chip):
+    """Averaged conversions are one longer integration: 1/f noise falls only as
+    sqrt(ln(t / (2 n t_r))), not as 1/sqrt(n)."""
+    pcm_chip.pulse(np.full(pcm_chip.shape, 1.2), width=1e-6)
+    pcm_chip.advance(1.0)
+    truth = pcm_chip.truth()
+    h = ~truth.stuck & (truth.g > 5e-6)
+    single = np.stack([pcm_chip.read() for _ in range(30)]).std(axis=0)[h]
+    averaged = np.stack([pcm_chip.read(averages=16) for _ in range(30)]).std(axis=0)[h]
+    ratio = float(np.median(averaged / single))
+    expected = np.sqrt(np.log(1.0 / (2 * 16 * 250e-9)) / np.log(1.0 / (2 * 250e-9)))
+    assert ratio == pytest.approx(expected, rel=0.1)
+    assert ratio > 0.8  # nowhere near the 0.25 of white noise
