@@ -129,7 +129,7 @@ class AdaptiveResponse:
     PROCESS_VAR = 0.0025  # per pulse: what the law's form does not capture
     EKF_ITERATIONS = 3
     UNCERTAIN_AIM = 0.6  # aim shortening per unit of the factors' summed variance
-    MAX_LOG_FACTOR = 3.0  # per-cell factors stay within e^-3..e^3 of the population
+    MAX_LOG_FACTOR = 3.0  # learning keeps per-cell factors within e^-3..e^3
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
                  noise: float = 0.4e-6) -> None:
@@ -226,22 +226,28 @@ class AdaptiveResponse:
         if not np.any(ok):
             return
         idx, polarity, d, moved = idx[ok], polarity[ok], d[ok], moved[ok]
+        volts, width = volts[ok], width[ok]
         gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
         for p in (SET, RESET):
             sel = polarity == p
             if not np.any(sel):
                 continue
             if self.law[p] is not None:
-                visible = moved[sel] > np.maximum(2 * self.noise, 0.03 * np.abs(gb[sel]))
-                cells = idx[sel]
-                # no visible move: step up so the drive climbs, faster with every quiet
-                # pulse in a row (halve the rate, then quarter it, ...)
-                quiet = cells[~visible]
-                self.quiet[p, quiet] += 1
-                self.quiet[p, cells[visible]] = 0
-                self.factor[p, quiet, 0] -= np.log(2.0) * self.quiet[p, quiet]
-                self._update_cells(p, cells[visible], d[sel][visible], moved[sel][visible],
-                                   gb[sel][visible])
+                cells, g_sel = idx[sel], gb[sel]
+                visible_at = np.maximum(2 * self.noise, 0.03 * np.abs(g_sel))
+                expected = self._predict(p, cells, d[sel], g_sel)
+                # a move clearly expected but not seen: step up so the drive climbs,
+                # faster with every such pulse in a row (halve the rate, then quarter
+                # it, ...); a small move lost in the noise is just a noisy observation
+                strongest = self.at_max_drive(volts[sel], width[sel], polarity[sel])
+                quiet = (moved[sel] <= visible_at) & ((expected > visible_at) | strongest)
+                self.quiet[p, cells[quiet]] += 1
+                self.quiet[p, cells[~quiet]] = 0
+                self.factor[p, cells[quiet], 0] -= np.log(2.0) * self.quiet[p, cells[quiet]]
+                self.cov[p, cells[quiet], 0] = np.maximum(self.cov[p, cells[quiet], 0],
+                                                          self.PRIOR_VAR[0])
+                self._update_cells(p, cells[~quiet], d[sel][~quiet], moved[sel][~quiet],
+                                   g_sel[~quiet])
             if not self._frozen[p]:
                 self._samples[p].append(np.stack([d[sel], moved[sel], gb[sel]]))
                 self._count[p] += int(sel.sum())
@@ -253,6 +259,11 @@ class AdaptiveResponse:
                     self._frozen[p] = True
                     self._samples[p] = []
 
+    def _predict(self, p, idx, d, g):
+        """Mean move (S, in the pulse's direction) of cells ``idx`` from ``g`` at drive ``d``."""
+        r, bound = self._cell_law(p, idx)
+        return np.maximum(self._span(p, bound, g), 0.0) * -np.expm1(-r * d)
+
     def _update_cells(self, p, idx, d, moved, g):
         """Iterated EKF on each cell's (log r, log B) factors from one observed move (S)."""
         if idx.size == 0:
@@ -262,6 +273,12 @@ class AdaptiveResponse:
         c = self.cov[p, idx]
         v_r, c_rb, v_b = c[:, 0] + self.PROCESS_VAR, c[:, 1], c[:, 2] + self.PROCESS_VAR
         sign = 1.0 if p == SET else -1.0
+        # a step far outside what the cell's belief allows (beyond 3 sigma) means the
+        # belief is wrong, not the step: reopen it to the population's spread
+        surprised = self._surprise(p, prior, v_r, c_rb, v_b, d, moved, g) > 9.0
+        v_r = np.where(surprised, np.maximum(v_r, self.PRIOR_VAR[0]), v_r)
+        v_b = np.where(surprised, np.maximum(v_b, self.PRIOR_VAR[1]), v_b)
+        c_rb = np.where(surprised, 0.0, c_rb)
         x = prior.copy()
         for _ in range(self.EKF_ITERATIONS):
             r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
@@ -277,11 +294,26 @@ class AdaptiveResponse:
             ph_b = c_rb * h_r + v_b * h_b
             k_r = ph_r / (h_r * ph_r + h_b * ph_b + obs_var)
             k_b = ph_b / (h_r * ph_r + h_b * ph_b + obs_var)
+            # bounded, but never pulled back past where the step-up already put it
             x = np.clip(prior + np.stack([k_r * y, k_b * y], axis=1),
-                        -self.MAX_LOG_FACTOR, self.MAX_LOG_FACTOR)
+                        np.minimum(prior, -self.MAX_LOG_FACTOR),
+                        np.maximum(prior, self.MAX_LOG_FACTOR))
         self.factor[p, idx] = x
         self.cov[p, idx] = np.stack([v_r - k_r * ph_r, c_rb - k_r * ph_b, v_b - k_b * ph_b],
                                     axis=1)
+
+    def _surprise(self, p, x, v_r, c_rb, v_b, d, moved, g):
+        """Squared innovation over its predicted variance, at the belief ``x``."""
+        r0, b0 = self.law[p]
+        sign = 1.0 if p == SET else -1.0
+        r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
+        span = np.maximum(sign * (bound - g), 1e-12)
+        keep = np.exp(-r * d)
+        pred = span * (1.0 - keep)
+        h_r, h_b = span * keep * r * d, sign * bound * (1.0 - keep)
+        var = (h_r * h_r * v_r + 2 * h_r * h_b * c_rb + h_b * h_b * v_b
+               + (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2)
+        return (moved - pred) ** 2 / var
 
     def at_max_drive(self, volts, width, polarity=None):
         cap = self.model.w_max if polarity is None else self.model.width_cap(polarity)

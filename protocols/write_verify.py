@@ -49,6 +49,9 @@ class WriteVerifyParams:
     # sigma_read(G) = a + b G fitted online from repeat reads (0: fixed accept_fraction)
     accept_confidence: float = 1.3
     accept_max_fraction: float = 0.95
+    # a read within tolerance + z * sigma_read / sqrt(n) is confirmed by more reads
+    # before a pulse, so noise does not trigger one (worst: an abrupt RESET)
+    doubt_confidence: float = 1.0
     max_pulses: int = 60  # per cell, touch-ups included
     max_iterations: int = 400
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
@@ -355,7 +358,7 @@ class _Loop:
             self.g[c_idx] = mean
             err_c = np.abs(mean - self.t[c_idx])
             accepted = err_c <= self._accept_zone(mean, self.n_reads[c_idx], accept)
-            out = ~accepted & ((err_c > p.tolerance) |
+            out = ~accepted & ((err_c > self._doubt_zone(mean, self.n_reads[c_idx])) |
                                (self.n_reads[c_idx] >= p.max_confirm_reads))
             self.status[c_idx[accepted]] = CONVERGED
             self.status[c_idx[out]] = ACTIVE
@@ -364,7 +367,9 @@ class _Loop:
             err = g[~confirming] - self.t[a_idx]
             if p.confirm:
                 # once a confirmation failed, only the acceptance zone earns another
-                zone = np.where(self.rejects[a_idx] > 0, accept, p.tolerance)
+                # a read just outside the band may be noise: confirm before pulsing
+                zone = np.where(self.rejects[a_idx] > 0, accept,
+                                self._doubt_zone(g[~confirming], np.ones(a_idx.size)))
                 done = np.abs(err) <= zone
                 self.status[a_idx[done]] = CONFIRM
                 self.g_sum[a_idx[done]] = g[~confirming][done]
@@ -433,6 +438,14 @@ class _Loop:
             return np.full(g.shape, fixed)
         zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
         return np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
+
+    def _doubt_zone(self, g: np.ndarray, n_reads: np.ndarray) -> np.ndarray:
+        """Half-width beyond which a mean of ``n_reads`` is confidently out of the band."""
+        p = self.p
+        sigma = self.noise.sigma(g) if p.doubt_confidence > 0 else None
+        if sigma is None:
+            return np.full(g.shape, p.tolerance)
+        return p.tolerance + p.doubt_confidence * sigma / np.sqrt(n_reads)
 
     def _pilot(self, todo: np.ndarray) -> np.ndarray:
         """A random share of the cells, drawn per polarity so that each polarity's law
