@@ -144,3 +144,39 @@ def test_a_stuck_cell_reaches_the_strongest_pulse_within_a_few_pulses():
         model.observe(idx, polarity, volts, width, cells.read(idx) - g, g)
         pulses += 1
     assert pulses <= 5
+
+
+def known_model(n=4):
+    model = AdaptiveResponse(n, MODEL)
+    model.law = [(0.1, 90 * US), (0.06, 0.45 * US)]
+    model._frozen = [True, True]
+    return model
+
+
+def test_a_surprising_step_reopens_a_confident_but_wrong_belief():
+    model = known_model()
+    model.factor[SET, :, 0] = np.log(0.25)  # believed four times slower than it is
+    model.cov[SET] = [1e-4, 0.0, 1e-4]  # ... and confidently so
+    idx, polarity = np.arange(4), np.full(4, SET)
+    g = np.full(4, 20 * US)
+    volts, width = model.pulse_for(idx, polarity, np.full(4, 3 * US), g)
+    d = MODEL.drive(polarity, volts, width)
+    moved = (90 * US - g) * -np.expm1(-0.1 * d)  # what a cell at the population law does
+    model.observe(idx, polarity, volts, width, moved, g)
+    # a real move back toward the truth (log factor 0), not the nudge of a filter that
+    # trusts its belief (about 0.05 with this variance)
+    assert np.all(model.factor[SET, :, 0] > np.log(0.25) + 0.3)
+
+
+def test_a_small_move_lost_in_noise_is_not_taken_for_a_stuck_cell():
+    model = known_model()
+    idx, polarity = np.arange(4), np.full(4, SET)
+    g = np.full(4, 20 * US)
+    volts, width = model.pulse_for(idx, polarity, np.full(4, 0.3 * US), g)  # below read noise
+    model.observe(idx, polarity, volts, width, np.zeros(4), g)
+    assert np.all(model.quiet[SET] == 0)
+    assert np.all(model.factor[SET, :, 0] > -np.log(2.0) / 2)  # no step-up halving
+    # the same silence after a clearly visible move was expected: step up
+    volts, width = model.pulse_for(idx, polarity, np.full(4, 5 * US), g)
+    model.observe(idx, polarity, volts, width, np.zeros(4), g)
+    assert np.all(model.quiet[SET] == 1) and np.all(model.factor[SET, :, 0] < -0.5)
