@@ -174,3 +174,42 @@ def test_targets_at_the_window_floor_finish_promptly():
     assert result.exhausted.sum() == 0
     out_of_reach = truth.stuck & (np.abs(truth.g - targets) > 1 * US)
     assert result.unresponsive[out_of_reach].all()
+
+
+class _NoisyFrozenArray:
+    """Cells that sit still (pulses are only counted) and read with white noise."""
+
+    def __init__(self, g, sigma, seed=0):
+        self.g, self.sigma = g, sigma
+        self.rng = np.random.default_rng(seed)
+        self.shape = g.shape
+        self.transactions = 0
+        self.pulsed = 0
+
+    def read(self, mask=None, averages=None):
+        self.transactions += 1
+        noisy = self.g + self.sigma * self.rng.standard_normal(self.shape)
+        return noisy if mask is None else np.where(mask, noisy, np.nan)
+
+    def pulse(self, volts, width=1e-6):
+        self.transactions += 1
+        self.pulsed += int(np.count_nonzero(volts))
+        return int(np.count_nonzero(volts))
+
+
+def test_reads_just_outside_the_band_are_confirmed_before_a_pulse():
+    """With read noise known to be 0.5 uS, a read 1.2 uS off target (band +-1 uS) may be
+    noise: the cell is re-read before anything is sent; 2 uS off is pulsed."""
+    from protocols.response import AdaptiveResponse
+    from protocols.write_verify import ACTIVE, CONFIRM, WriteVerifyParams, _Loop
+
+    target = np.full((16, 16), 20 * US)
+    for offset, z, expected in ((1.2, 1.0, CONFIRM), (1.2, 0.0, ACTIVE), (2.0, 1.0, ACTIVE)):
+        array = _NoisyFrozenArray(target + offset * US, 0.0)
+        params = WriteVerifyParams(doubt_confidence=z, max_iterations=1)
+        loop = _Loop(array, None, params, AdaptiveResponse(target.size, params.pulse_model),
+                     target.ravel(), np.ones(target.size, bool), target.shape, None)
+        loop.noise.fit = (0.5 * US, 0.0)  # as if learned from repeat reads
+        loop.run("program")
+        assert np.all(loop.status == expected)
+        assert (array.pulsed == 0) == (expected == CONFIRM)
