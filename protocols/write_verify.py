@@ -52,6 +52,7 @@ class WriteVerifyParams:
     # a read within tolerance + z * sigma_read / sqrt(n) is confirmed by more reads
     # before a pulse, so noise does not trigger one (worst: an abrupt RESET)
     doubt_confidence: float = 1.0
+    doubt_rounds: int = 3  # failed confirmations after which a cell gets no more doubt
     max_pulses: int = 60  # per cell, touch-ups included
     max_iterations: int = 400
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
@@ -80,6 +81,7 @@ class WriteVerifyParams:
             "max_iterations": self.max_iterations >= 1,
             "stall_pulses": self.stall_pulses >= 1,
             "max_confirm_reads": self.max_confirm_reads >= 2,
+            "doubt_rounds": self.doubt_rounds >= 0,
             "aim": 0 < self.aim <= 1.5,
             "relax_wait_s": self.relax_wait_s >= 0,
             "relax_wait_factor": self.relax_wait_factor >= 0,
@@ -366,9 +368,10 @@ class _Loop:
             a_idx = idx[~confirming]
             err = g[~confirming] - self.t[a_idx]
             if p.confirm:
-                # once a confirmation failed, only the acceptance zone earns another
-                # a read just outside the band may be noise: confirm before pulsing
-                zone = np.where(self.rejects[a_idx] > 0, accept,
+                # a read just outside the band may be noise: confirm it before pulsing,
+                # until the cell has failed doubt_rounds confirmations; after that only
+                # the acceptance zone earns another
+                zone = np.where(self.rejects[a_idx] >= p.doubt_rounds, accept,
                                 self._doubt_zone(g[~confirming], np.ones(a_idx.size)))
                 done = np.abs(err) <= zone
                 self.status[a_idx[done]] = CONFIRM
