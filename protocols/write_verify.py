@@ -501,11 +501,14 @@ class _Loop:
     # -- touch-up -------------------------------------------------------------
     def reopen_drifted(self) -> bool:
         """Re-read converged cells (mean of two reads); those that relaxed out of the
-        acceptance band become active again."""
+        acceptance band become active again (their next read may still send them to
+        confirmation first, see the doubt zone)."""
         idx = np.flatnonzero(self.status == CONVERGED)
         if idx.size == 0:
             return False
-        g = 0.5 * (self._read(idx) + self._read(idx))
+        first, second = self._read(idx), self._read(idx)
+        self.noise.add(first, second - first)  # two reads of unpulsed cells: read noise
+        g = 0.5 * (first + second)
         self.g[idx] = g
         zone = self._accept_zone(g, np.full(idx.size, 2), self.p.tolerance * self.p.accept_fraction)
         drifted = np.abs(g - self.t[idx]) > zone
