@@ -152,6 +152,28 @@ def test_averaged_reads_on_both_array_paths(bench):
     assert smu_avg < 0.5 * smu_one
 
 
+def test_sparse_operations_touch_only_their_cells_and_cost_less_bench_time(bench):
+    chip = bench.simulation.chip
+    bench.array.form()
+    bench.array.read()  # the driver's one-time set-up
+    mask = np.zeros(bench.array.shape, bool)
+    mask[[2, 5, 40], [7, 0, 63]] = True
+    volts = np.where(mask, 3.0, 0.0)
+    before = chip.truth().g.copy()
+    bench.array.pulse(volts, width=10e-6)  # 3 of 4096 cells: sent as a list
+    after = chip.truth()
+    assert np.array_equal(after.g[~mask], before[~mask])
+    assert np.all((after.g[mask] > before[mask]) | after.stuck[mask])
+    t0 = bench.clock.now()
+    sparse = bench.array.read(mask)
+    sparse_s = bench.clock.now() - t0
+    t0 = bench.clock.now()
+    bench.array.read()
+    full_s = bench.clock.now() - t0
+    assert np.allclose(sparse[mask], after.g[mask], rtol=0.05)
+    assert sparse_s < full_s
+
+
 def test_thermostream_drives_the_die_when_flowing():
     import pyvisa
 

@@ -66,6 +66,29 @@ def test_array_read_averages_configure_only_on_change():
                 drv.read(averages=bad)
 
 
+def test_array_sparse_read_and_pulse_send_cell_lists():
+    """Few cells: a list of row-major indices (uint32) moves fewer bytes than a mask, and
+    pulse entries (uint32 index, float32 volts, float32 width) fewer than whole arrays."""
+    from sim_backend.framing import block
+
+    mask = np.zeros((4, 8), bool)
+    mask[1, 2] = mask[3, 7] = True
+    volts = np.zeros((4, 8))
+    volts[0, 5], volts[2, 1] = 1.5, -2.0
+    entries = np.array([(5, 1.5, 1e-6), (17, -2.0, 1e-6)],
+                       dtype=[("i", "<u4"), ("v", "<f4"), ("w", "<f4")])
+    with expected_protocol(array, [
+        (":PULS:COUN?", "0"), (":ARR:SIZE?", "4,8"),
+        (b":MEAS:ARR:LIST? " + block(np.array([10, 31], "<u4").tobytes()),
+         f32_block([1e-6, 2e-6])),
+        (b":PULS:ARR:LIST? " + block(entries.tobytes()), "2"),
+    ]) as drv:
+        out = drv.read(mask)
+        assert drv.pulse(volts, width=1e-6) == 2
+    assert out[1, 2] == pytest.approx(1e-6) and out[3, 7] == pytest.approx(2e-6)
+    assert np.isnan(out[~mask]).all()
+
+
 def test_array_pulse_scalar_and_per_cell_width():
     v = np.array([[1.5, 0.0, -2.0]])
     widths = np.array([[1e-6, 1e-6, 5e-6]])

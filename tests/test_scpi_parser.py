@@ -112,3 +112,23 @@ def test_read_averaging_settings_are_range_checked():
     ask(smu, ":SENS:CURR:AVER:TCON MOV;:SENS:CURR:AVER:COUN 5;:SENS:CURR:AVER ON")
     assert ask(smu, ":SENS:CURR:AVER:COUN?") == "5" and ask(smu, ":SENS:CURR:AVER?") == "1"
     assert ask(smu, ":SYST:ERR?") == '0,"No error"'
+
+
+def test_array_controller_cell_lists_are_checked():
+    import numpy as np
+
+    from sim_backend.framing import block
+
+    bench = SimBench()
+    em = bench.emulators["array"]
+    ok = em.process(b":MEAS:ARR:LIST? " + block(np.array([3, 9], "<u4").tobytes()))
+    assert ok is not None and ask(em, ":SYST:ERR?") == '0,"No error"'
+    for bad in (np.array([9, 3], "<u4").tobytes(),  # not increasing
+                np.array([5, 5], "<u4").tobytes(),  # repeated
+                np.array([64 * 64], "<u4").tobytes(),  # beyond the array
+                b"\0\0\0"):  # not whole entries
+        assert em.process(b":MEAS:ARR:LIST? " + block(bad)) is None
+        assert ask(em, ":SYST:ERR?")[:4] in ("-222", "-104")
+    entry = np.array([(7, 1e9, 1e-6)], dtype=[("i", "<u4"), ("v", "<f4"), ("w", "<f4")])
+    assert em.process(b":PULS:ARR:LIST? " + block(entry.tobytes())) is None
+    assert ask(em, ":SYST:ERR?").startswith("-222")  # beyond the board's 10 V

@@ -14,6 +14,8 @@ from instruments.session import VisaSession
 
 BYTES_PER_SECOND = 1e6  # worst-case link speed used to scale timeouts
 MAX_READ_AVERAGES = 1024  # the reference board's limit (docs/array-controller-scpi.md)
+# one entry of :PULS:ARR:LIST?: cell index (row-major), signed volts, width (s)
+LIST_ENTRY = np.dtype([("index", "<u4"), ("volts", "<f4"), ("width", "<f4")])
 
 
 class ArrayShapeError(InstrumentError, ValueError):
@@ -116,9 +118,15 @@ class ReferenceArrayController:
         out = np.full((rows, cols), np.nan)
         if count == 0:
             return out
-        values = self.session.query_block(
-            ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8).ravel(), payload_dtype="B",
-            timeout_s=self._timeout(5 * rows * cols), parse=_expect(count))
+        if 4 * count < rows * cols:  # a list of cell indices moves fewer bytes than a mask
+            values = self.session.query_block(
+                ":MEAS:ARR:LIST? ", "f", payload=np.flatnonzero(mask).astype("<u4"),
+                payload_dtype="I", timeout_s=self._timeout(8 * count), parse=_expect(count))
+        else:
+            values = self.session.query_block(
+                ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8).ravel(),
+                payload_dtype="B", timeout_s=self._timeout(5 * rows * cols),
+                parse=_expect(count))
         out[mask] = values
         return out
 
@@ -134,22 +142,32 @@ class ReferenceArrayController:
         self.guard.pulses(volts, width)
         self._setup()
         w = np.asarray(width, dtype=np.float64)
-        if w.ndim == 0:
-            command, payload = f":PULS:ARR? {float(w):.9g},", volts.astype("<f4").ravel()
+        active = np.flatnonzero(volts)
+        full_bytes = 4 * volts.size * (1 if w.ndim == 0 else 2)
+        if LIST_ENTRY.itemsize * active.size < full_bytes:  # few cells: send a list
+            command, dtype = ":PULS:ARR:LIST? ", "B"
+            entries = np.empty(active.size, LIST_ENTRY)
+            entries["index"] = active
+            entries["volts"] = volts.ravel()[active]
+            entries["width"] = np.broadcast_to(w, volts.shape).ravel()[active]
+            payload = entries.view(np.uint8)
+        elif w.ndim == 0:
+            command, dtype = f":PULS:ARR? {float(w):.9g},", "f"
+            payload = volts.astype("<f4").ravel()
         else:
-            command = ":PULS:ARR:WIDT? "
+            command, dtype = ":PULS:ARR:WIDT? ", "f"
             payload = np.concatenate([volts.ravel(), w.ravel()]).astype("<f4")
         before = self._batches
         try:
             count = self.session.query_with_block(
-                command, payload, "f", parse=int, retry=False,
+                command, payload, dtype, parse=int, retry=False,
                 timeout_s=self._timeout(payload.nbytes))
         except InstrumentError:
             self.session.reconnect()
             applied = self.session.query(":PULS:COUN?", parse=int)
             if applied == before:  # the batch never arrived: send it once more
                 count = self.session.query_with_block(
-                    command, payload, "f", parse=int, retry=False,
+                    command, payload, dtype, parse=int, retry=False,
                     timeout_s=self._timeout(payload.nbytes))
             else:
                 self._batches = applied

@@ -63,6 +63,21 @@ class ArrayControllerEmulator(ScpiInstrument):
             raise ScpiError(OUT_OF_RANGE, f"Data out of range; mask needs {n} bytes")
         return np.frombuffer(data, dtype=np.uint8).reshape(self.shape).astype(bool)
 
+    def _indices(self, data: bytes | None, record: int, what: str) -> np.ndarray:
+        """Cell indices (row-major) leading each ``record``-byte entry of a list block:
+        strictly increasing, within the array."""
+        if data is None:
+            raise ScpiError(DATA_TYPE, f"Data type error; {what} needs a binary block")
+        if len(data) % record:
+            raise ScpiError(DATA_TYPE, f"Data type error; {what} block is not a whole "
+                                       f"number of {record}-byte entries")
+        idx = np.frombuffer(data, dtype="<u4")[:: record // 4].astype(np.int64)
+        n = self.shape[0] * self.shape[1]
+        if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; {what} indices must increase "
+                                          f"strictly and stay below {n}")
+        return idx
+
     def _chip(self):
         return self.bench.chip  # None: probes up, every line open
 
@@ -108,6 +123,14 @@ class ArrayControllerEmulator(ScpiInstrument):
         values = self._read(mask)[mask]
         return encode_block(values.astype("<f4").tobytes())
 
+    @command(":MEASure:ARRay:LIST?")
+    def read_list(self, args, block):
+        idx = self._indices(block, 4, "cell list")
+        mask = np.zeros(self.shape[0] * self.shape[1], bool)
+        mask[idx] = True
+        values = self._read(mask.reshape(self.shape)).ravel()[idx]
+        return encode_block(values.astype("<f4").tobytes())
+
     def _read(self, mask) -> np.ndarray:
         self.bench.observed.note("read_voltage", self.read_voltage)
         self._overhead()
@@ -129,6 +152,19 @@ class ArrayControllerEmulator(ScpiInstrument):
         n = self.shape[0] * self.shape[1]
         both = self._floats(block, 2 * n, "volts and widths")
         return self._apply(both[:n], both[n:])
+
+    @command(":PULSe:ARRay:LIST?")
+    def pulse_list(self, args, block):
+        idx = self._indices(block, 12, "pulse list")
+        records = np.frombuffer(block, dtype=[("i", "<u4"), ("v", "<f4"), ("w", "<f4")])
+        if not (np.all(np.isfinite(records["v"])) and np.all(np.isfinite(records["w"]))):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; pulse list has NaN or infinity")
+        n = self.shape[0] * self.shape[1]
+        volts = np.zeros(n, np.float32)
+        widths = np.full(n, np.float32(records["w"].min() if idx.size else 1e-6))
+        volts[idx] = records["v"]
+        widths[idx] = records["w"]
+        return self._apply(volts, widths)
 
     def _apply(self, volts: np.ndarray, width) -> str:
         if np.any(np.abs(volts) > BOARD_MAX_VOLTS):
