@@ -6,8 +6,8 @@ For the in-process PyVISA library and loopback TCP (pyvisa-py SOCKET), prints
 the median round trip of a small query (*IDN? through the driver session), and
 for each array size the transactions and wall time to read and to pulse the
 whole array and 1 % of it (sent as cell lists), plus the bench time the latency
-model charges (what a real bench would take). Targets (issue 3): a 1024x1024 read in one transaction;
-in-process <= 0.05 ms per small query; TCP <= 0.2 ms.
+model charges (what a real bench would take). Targets (issue 3): a 1024x1024
+read in one transaction; in-process <= 0.05 ms per small query; TCP <= 0.2 ms.
 """
 
 from __future__ import annotations

@@ -153,8 +153,11 @@ def sim_serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -
               help="Band half-width, siemens.")
 @click.option("--max-pulses", type=int, default=None, help="Pulse budget per cell.")
 @click.option("--relax-wait", type=float, default=None,
-              help="Seconds to let cells relax before each touch-up (0: no touch-up; "
-                   "default 30, PCM 5).")
+              help="Fixed seconds to let cells relax before each touch-up (0: no "
+                   "touch-up; default: as long as the phase before took, at least 3 s; PCM 5).")
+@click.option("--read-averages", type=int, default=None,
+              help="Conversions the instrument averages per verify read (default 8; 1 for "
+                   "boards without read averaging).")
 @click.option("--bench", "bench_file", default=None,
               help="Bench config TOML (default: the embedded simulated bench).")
 @click.option("--results", default="calib-results", show_default=True,
@@ -162,8 +165,8 @@ def sim_serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -
 @click.option("--wafer", default=None, help="Wafer name for the results folder.")
 @click.option("--no-form", is_flag=True, help="Skip forming even if the chip needs it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def program(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait, bench_file,
-            results, wafer, no_form, as_json) -> None:
+def program(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait, read_averages,
+            bench_file, results, wafer, no_form, as_json) -> None:
     """Program a die by write-verify and store the run (default: the example layer)."""
     from calib.programming import make_targets, program_die
 
@@ -190,7 +193,7 @@ def program(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait,
                 bar.__enter__()
             summary = program_die(b, die_id, targets, tolerance=tolerance,
                                   max_pulses=max_pulses, relax_wait_s=relax_wait,
-                                  results=results, wafer=wafer,
+                                  read_averages=read_averages, results=results, wafer=wafer,
                                   form=False if no_form else None, progress=progress)
         finally:
             if bar is not None:

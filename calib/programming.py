@@ -118,7 +118,8 @@ def pulse_model_for(spec) -> PulseModel:
 
 
 def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
-               relax_wait_s: float | None = None) -> protocols.WriteVerifyParams:
+               relax_wait_s: float | None = None,
+               read_averages: int | None = None) -> protocols.WriteVerifyParams:
     """Write-verify parameters that suit a chip type.
 
     The nominal pulse model comes from the spec. Relaxing devices (RRAM) wait
@@ -142,6 +143,10 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
         extra["relax_wait_factor"] = 0.0
     if max_pulses is not None and max_pulses < 1:
         raise ProgramInputError("--max-pulses must be at least 1")
+    if read_averages is not None:
+        if not 1 <= read_averages <= 1024:
+            raise ProgramInputError("--read-averages must be within 1..1024")
+        extra["read_averages"] = read_averages
     return protocols.WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model_for(spec),
                                        **extra)
 
@@ -156,7 +161,7 @@ def wafer_name(bench: Bench, override: str | None = None) -> str:
 
 def program_die(bench: Bench, die: int, targets: Targets, *, tolerance: float = 1e-6,
                 max_pulses: int | None = None, relax_wait_s: float | None = None,
-                results: str | Path = "calib-results",
+                read_averages: int | None = None, results: str | Path = "calib-results",
                 wafer: str | None = None, form: bool | None = None,
                 progress: Callable[[protocols.Progress], None] | None = None) -> dict:
     """Step to ``die``, form if needed, write-verify ``targets``, store the run."""
@@ -174,7 +179,7 @@ def program_die(bench: Bench, die: int, targets: Targets, *, tolerance: float = 
     temperature = bench.thermal.temperature() if bench.thermal is not None else None
     if spec.forming.required and form is not False:
         _form_pristine(bench, store, identities, temperature)
-    params = params_for(spec, tolerance, max_pulses, relax_wait_s)
+    params = params_for(spec, tolerance, max_pulses, relax_wait_s, read_averages)
     run_params = {**asdict(params), "target_source": targets.source}
     if targets.mapping is not None:
         run_params["weight_mapping"] = asdict(targets.mapping)

@@ -66,6 +66,17 @@ def test_array_read_averages_configure_only_on_change():
                 drv.read(averages=bad)
 
 
+def test_array_board_without_read_averaging_says_what_to_do():
+    from instruments import InstrumentError
+
+    with expected_protocol(array, [
+        (":PULS:COUN?", "0"), (":CONF:READ:AVER 8", None),
+        (":SYST:ERR?", '-113,"Undefined header"'), (":SYST:ERR?", '0,"No error"'),
+    ]) as drv:
+        with pytest.raises(InstrumentError, match="--read-averages 1"):
+            drv.read(averages=8)
+
+
 def test_array_sparse_read_and_pulse_send_cell_lists():
     """Few cells: a list of row-major indices (uint32) moves fewer bytes than a mask, and
     pulse entries (uint32 index, float32 volts, float32 width) fewer than whole arrays."""

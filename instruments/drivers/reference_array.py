@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instruments.errors import BadReply, InstrumentError
+from instruments.errors import BadReply, InstrumentError, InstrumentReportedError
 from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
@@ -78,7 +78,12 @@ class ReferenceArrayController:
         """Conversions the board averages per cell in every read (1 = none)."""
         count = _averages(count)
         self.session.write(f":CONF:READ:AVER {int(count)}")
-        self.session.check_errors("setting read averaging")
+        try:
+            self.session.check_errors("setting read averaging")
+        except InstrumentReportedError as exc:
+            raise InstrumentReportedError(
+                f"{exc} (a board without :CONF:READ:AVER reads with averages=1 only; "
+                f"calib program --read-averages 1)") from None
         self._averages = int(count)
 
     def set_mvm_range(self, amps: float) -> None:
