@@ -243,29 +243,33 @@ class _ReadNoise:
 
     Two reads of an unpulsed cell differ by read noise alone: E|r2 - r1| =
     2 sigma / sqrt(pi), so a least-squares line through |r2 - r1| sqrt(pi) / 2
-    against G estimates sigma(G) = a + b G.
+    against G estimates sigma(G) = a + b G. Kept as running sums, so a refit
+    costs the same on the millionth pair as on the first.
     """
 
     MIN_PAIRS = 200
 
     def __init__(self) -> None:
-        self.g: list[np.ndarray] = []
-        self.d: list[np.ndarray] = []
+        self.sums = np.zeros(5)  # n, sum g, sum g^2, sum s, sum g s
         self.fit: tuple[float, float] | None = None
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.sums[0])
 
     def add(self, g: np.ndarray, diff: np.ndarray) -> None:
         ok = np.isfinite(g) & np.isfinite(diff)
         if not np.any(ok):
             return
-        self.g.append(g[ok])
-        self.d.append(np.abs(diff[ok]) * np.sqrt(np.pi) / 2)
-        self.count += int(ok.sum())
-        if self.count >= self.MIN_PAIRS:
-            g_all, s_all = np.concatenate(self.g), np.concatenate(self.d)
-            design = np.stack([np.ones_like(g_all), g_all], axis=1)
-            coef, *_ = np.linalg.lstsq(design, s_all, rcond=None)
-            self.fit = (max(float(coef[0]), 0.0), max(float(coef[1]), 0.0))
+        g, spread = g[ok], np.abs(diff[ok]) * np.sqrt(np.pi) / 2
+        self.sums += [g.size, g.sum(), (g * g).sum(), spread.sum(), (g * spread).sum()]
+        n, sg, sgg, ss, sgs = self.sums
+        det = n * sgg - sg * sg
+        if n < self.MIN_PAIRS or det <= 1e-12 * max(n * sgg, 1e-300):
+            return
+        slope = (n * sgs - sg * ss) / det
+        intercept = (ss - slope * sg) / n
+        self.fit = (max(float(intercept), 0.0), max(float(slope), 0.0))
 
     def sigma(self, g: np.ndarray) -> np.ndarray | None:
         if self.fit is None:

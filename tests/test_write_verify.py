@@ -213,3 +213,17 @@ def test_reads_just_outside_the_band_are_confirmed_before_a_pulse():
         loop.run("program")
         assert np.all(loop.status == expected)
         assert (array.pulsed == 0) == (expected == CONFIRM)
+
+
+def test_read_noise_is_learned_from_repeat_reads():
+    from protocols.write_verify import _ReadNoise
+
+    rng = np.random.default_rng(0)
+    noise = _ReadNoise()
+    for _ in range(40):  # in batches, as the loop feeds it
+        g = rng.uniform(1 * US, 40 * US, 500)
+        sigma = 0.02 * US + 0.01 * g
+        noise.add(g, sigma * np.sqrt(2) * rng.standard_normal(g.size))  # r2 - r1
+    a, b = noise.fit
+    assert a == pytest.approx(0.02 * US, abs=0.02 * US) and b == pytest.approx(0.01, rel=0.05)
+    assert noise.count == 20000
