@@ -140,6 +140,7 @@ class AdaptiveResponse:
         self.cov = np.zeros((2, size, 3))  # their covariance: (var r, cov, var B)
         self.cov[..., 0], self.cov[..., 2] = self.PRIOR_VAR
         self.quiet = np.zeros((2, size), np.int16)  # pulses in a row without a visible move
+        self.prior_factor = np.zeros((2, size))  # step-ups while only the linear prior aims
         self.law: list[tuple[float, float] | None] = [None, None]  # (r, B in S) per polarity
         self._samples: list[list[np.ndarray]] = [[], []]
         self._count = [0, 0]
@@ -208,8 +209,8 @@ class AdaptiveResponse:
             sel = polarity == p
             if not np.any(sel):
                 continue
-            if self.law[p] is None:
-                d[sel] = wanted[sel] / self.initial_gain
+            if self.law[p] is None:  # the linear prior, stepped up per cell if it stays still
+                d[sel] = wanted[sel] / (self.initial_gain * np.exp(self.prior_factor[p, idx[sel]]))
                 continue
             r, bound = self._cell_law(p, idx[sel])
             var = self.cov[p, idx[sel], 0] + self.cov[p, idx[sel], 2]
@@ -232,28 +233,39 @@ class AdaptiveResponse:
             sel = polarity == p
             if not np.any(sel):
                 continue
-            if self.law[p] is not None:
-                cells, g_sel = idx[sel], gb[sel]
-                visible_at = np.maximum(2 * self.noise, 0.03 * np.abs(g_sel))
-                expected = self._predict(p, cells, d[sel], g_sel)
-                # a move clearly expected but not seen: step up so the drive climbs,
-                # faster with every such pulse in a row (halve the rate, then quarter
-                # it, ...); a small move lost in the noise is just a noisy observation
-                strongest = self.at_max_drive(volts[sel], width[sel], polarity[sel])
-                quiet = (moved[sel] <= visible_at) & ((expected > visible_at) | strongest)
-                self.quiet[p, cells[quiet]] += 1
-                self.quiet[p, cells[~quiet]] = 0
-                self.factor[p, cells[quiet], 0] -= np.log(2.0) * self.quiet[p, cells[quiet]]
+            cells, g_sel, d_sel, moved_sel = idx[sel], gb[sel], d[sel], moved[sel]
+            if self.law[p] is None:
+                # no law yet (or none to be had: a die whose cells never move): the prior
+                # aims, and the step-up below still lets a still cell's drive climb
+                expected = self.initial_gain * np.exp(self.prior_factor[p, cells]) * d_sel
+            else:
+                expected = self._predict(p, cells, d_sel, g_sel)
+            # a move clearly expected but not seen: step up so the drive climbs, faster
+            # with every such pulse in a row (halve the rate, then quarter it, ...); a
+            # small move lost in the noise is just a noisy observation
+            visible_at = np.maximum(2 * self.noise, 0.03 * np.abs(g_sel))
+            strongest = self.at_max_drive(volts[sel], width[sel], polarity[sel])
+            quiet = (moved_sel <= visible_at) & ((expected > visible_at) | strongest)
+            self.quiet[p, cells[quiet]] += 1
+            self.quiet[p, cells[~quiet]] = 0
+            step_up = np.log(2.0) * self.quiet[p, cells[quiet]]
+            if self.law[p] is None:
+                self.prior_factor[p, cells[quiet]] -= step_up
+            else:
+                self.factor[p, cells[quiet], 0] -= step_up
                 self.cov[p, cells[quiet], 0] = np.maximum(self.cov[p, cells[quiet], 0],
                                                           self.PRIOR_VAR[0])
-                self._update_cells(p, cells[~quiet], d[sel][~quiet], moved[sel][~quiet],
+                self._update_cells(p, cells[~quiet], d_sel[~quiet], moved_sel[~quiet],
                                    g_sel[~quiet])
             if not self._frozen[p]:
-                self._samples[p].append(np.stack([d[sel], moved[sel], gb[sel]]))
+                self._samples[p].append(np.stack([d_sel, moved_sel, g_sel]))
                 self._count[p] += int(sel.sum())
         for p in (SET, RESET):
             if not self._frozen[p] and self._count[p] >= self.MIN_SAMPLES:
+                first = self.law[p] is None
                 self._fit(p)
+                if first and self.law[p] is not None:
+                    self.quiet[p] = 0  # step-ups under the prior do not carry over
                 self._fits[p] += 1
                 if self._fits[p] >= 2 and self._count[p] >= self.FREEZE_SAMPLES:
                     self._frozen[p] = True

@@ -227,3 +227,15 @@ def test_read_noise_is_learned_from_repeat_reads():
     a, b = noise.fit
     assert a == pytest.approx(0.02 * US, abs=0.02 * US) and b == pytest.approx(0.01, rel=0.05)
     assert noise.count == 20000
+
+
+def test_a_dead_die_is_reported_unresponsive_not_exhausted():
+    """Die 5 of the simulated wafer is dead (no cell moves): no response law can be
+    fitted, and the prior's drive must still climb until each cell is classified."""
+    with programmed_bench(size=32, die=5) as bench:
+        assert bench.simulation.chip.truth().stuck.all()
+        target = np.random.default_rng(3).uniform(5 * US, 40 * US, bench.array.shape)
+        result = protocols.write_verify(bench.array, target, clock=bench.clock,
+                                        params=params_for(bench.chip_spec))
+    assert result.unresponsive.all()
+    assert result.exhausted.sum() == 0 and result.pulses.max() <= 12
