@@ -210,6 +210,9 @@ def program(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait,
                f"{summary['transactions']} transactions; bench time "
                f"{summary['bench_time_s']:.2f} s, wall {summary['wall_time_s']:.2f} s")
     click.echo(f"stored {summary['run']} in {summary['file']}")
+    if summary["unresponsive_cells"] > summary["cells"] / 2:
+        click.echo("note: most cells never moved: a dead die, cells not formed (--no-form?), "
+                   "or no probe contact", err=True)
 
 
 @main.command()

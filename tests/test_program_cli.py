@@ -137,3 +137,10 @@ def test_interrupted_program_is_marked(tmp_path, monkeypatch):
     assert result.exit_code != 0
     store = DieStore(next(tmp_path.rglob("die_12.h5")))
     assert store.runs()[-1].status == "interrupted"
+
+
+def test_a_die_that_never_moves_gets_a_hint(tmp_path):
+    result = CliRunner().invoke(main, ["program", "--die", "5", "--pattern", "random",
+                                       "--results", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "most cells never moved" in result.output
