@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from protocols.read_noise import ReadNoise
 from protocols.response import RESET, SET, AdaptiveResponse, PulseModel, ResponseModel
 
 # Per-cell status codes. CONFIRM: read in the band once, re-read (unpulsed) before
@@ -238,45 +239,6 @@ def write_verify(
     return loop.result()
 
 
-class _ReadNoise:
-    """Read noise versus conductance, learned from repeat reads of unpulsed cells.
-
-    Two reads of an unpulsed cell differ by read noise alone: E|r2 - r1| =
-    2 sigma / sqrt(pi), so a least-squares line through |r2 - r1| sqrt(pi) / 2
-    against G estimates sigma(G) = a + b G. Kept as running sums, so a refit
-    costs the same on the millionth pair as on the first.
-    """
-
-    MIN_PAIRS = 200
-
-    def __init__(self) -> None:
-        self.sums = np.zeros(5)  # n, sum g, sum g^2, sum s, sum g s
-        self.fit: tuple[float, float] | None = None
-
-    @property
-    def count(self) -> int:
-        return int(self.sums[0])
-
-    def add(self, g: np.ndarray, diff: np.ndarray) -> None:
-        ok = np.isfinite(g) & np.isfinite(diff)
-        if not np.any(ok):
-            return
-        g, spread = g[ok], np.abs(diff[ok]) * np.sqrt(np.pi) / 2
-        self.sums += [g.size, g.sum(), (g * g).sum(), spread.sum(), (g * spread).sum()]
-        n, sg, sgg, ss, sgs = self.sums
-        det = n * sgg - sg * sg
-        if n < self.MIN_PAIRS or det <= 1e-12 * max(n * sgg, 1e-300):
-            return
-        slope = (n * sgs - sg * ss) / det
-        intercept = (ss - slope * sg) / n
-        self.fit = (max(float(intercept), 0.0), max(float(slope), 0.0))
-
-    def sigma(self, g: np.ndarray) -> np.ndarray | None:
-        if self.fit is None:
-            return None
-        return self.fit[0] + self.fit[1] * np.abs(g)
-
-
 class _Loop:
     def __init__(self, array, clock, params, response, flat_t, targeted, shape, progress):
         self.array, self.clock, self.p = array, clock, params
@@ -296,7 +258,7 @@ class _Loop:
         self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
         self.n_reads = np.zeros(n, np.int16)
         self.rejects = np.zeros(n, np.int16)  # confirmations that ended in a pulse
-        self.noise = _ReadNoise()
+        self.noise = ReadNoise()
         self.g_last = np.full(n, np.nan)  # the previous unpulsed read of a confirming cell
         self.history: list[IterationRecord] = []
         self.iterations = 0

@@ -216,10 +216,10 @@ def test_reads_just_outside_the_band_are_confirmed_before_a_pulse():
 
 
 def test_read_noise_is_learned_from_repeat_reads():
-    from protocols.write_verify import _ReadNoise
+    from protocols.read_noise import ReadNoise
 
     rng = np.random.default_rng(0)
-    noise = _ReadNoise()
+    noise = ReadNoise()
     for _ in range(40):  # in batches, as the loop feeds it
         g = rng.uniform(1 * US, 40 * US, 500)
         sigma = 0.02 * US + 0.01 * g
