@@ -127,7 +127,7 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
     protocol's default). Drifting devices (PCM) wait a fixed quarter of the drift
     onset t0, so touch-ups finish before drift starts. Where RESET is abrupt
     (PCM), an overshoot costs a melt-quench and a fresh climb, an undershoot one
-    more small SET: pulses aim at 70 % of the error. ``relax_wait_s`` given:
+    more small SET: pulses aim at 85 % of the error. ``relax_wait_s`` given:
     exactly that wait (0: no touch-up).
     """
     extra = {} if max_pulses is None else {"max_pulses": max_pulses}
@@ -135,7 +135,7 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
         extra["relax_wait_s"] = 0.25 * spec.drift.t0
         extra["relax_wait_factor"] = 0.0
     if spec.response.reset_mode == "abrupt":
-        extra["aim"] = 0.7
+        extra["aim"] = 0.85
     if relax_wait_s is not None:
         if relax_wait_s < 0:
             raise ProgramInputError("--relax-wait must be >= 0 seconds")
