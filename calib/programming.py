@@ -127,8 +127,10 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
     protocol's default). Drifting devices (PCM) wait a fixed quarter of the drift
     onset t0, so touch-ups finish before drift starts. Where RESET is abrupt
     (PCM), an overshoot costs a melt-quench and a fresh climb, an undershoot one
-    more small SET: pulses aim at 85 % of the error. ``relax_wait_s`` given:
-    exactly that wait (0: no touch-up).
+    more small SET: pulses aim at 85 % of the error, and a confirmation that
+    would end in a RESET may take 16 reads. Where read noise is 1/f (PCM: about
+    1 uS, which averaging on the instrument barely reduces), confirmations take
+    up to 8 reads. ``relax_wait_s`` given: exactly that wait (0: no touch-up).
     """
     extra = {} if max_pulses is None else {"max_pulses": max_pulses}
     if spec.drift.model != "none":
@@ -136,6 +138,10 @@ def params_for(spec, tolerance: float = 1e-6, max_pulses: int | None = None,
         extra["relax_wait_factor"] = 0.0
     if spec.response.reset_mode == "abrupt":
         extra["aim"] = 0.85
+        extra["max_confirm_reads_reset"] = 16
+    if spec.read_noise.model == "pcm_1f":
+        extra["max_confirm_reads"] = 8
+        extra.setdefault("max_confirm_reads_reset", 8)
     if relax_wait_s is not None:
         if relax_wait_s < 0:
             raise ProgramInputError("--relax-wait must be >= 0 seconds")

@@ -46,6 +46,7 @@ class WriteVerifyParams:
     reads_per_verify: int = 1  # separate verify reads averaged per iteration (one transaction each)
     confirm: bool = True  # accept on the mean of >= 2 unpulsed reads (sequential verify)
     max_confirm_reads: int = 4  # reads of an in-band-looking cell before it is pulsed again
+    max_confirm_reads_reset: int = 4  # the same when that pulse would be a RESET
     # accept when |mean - target| <= tolerance - z * sigma_read(G) / sqrt(n), with
     # sigma_read(G) = a + b G fitted online from repeat reads (0: fixed accept_fraction)
     accept_confidence: float = 1.3
@@ -82,6 +83,7 @@ class WriteVerifyParams:
             "max_iterations": self.max_iterations >= 1,
             "stall_pulses": self.stall_pulses >= 1,
             "max_confirm_reads": self.max_confirm_reads >= 2,
+            "max_confirm_reads_reset": self.max_confirm_reads_reset >= 2,
             "doubt_rounds": self.doubt_rounds >= 0,
             "aim": 0 < self.aim <= 1.5,
             "relax_wait_s": self.relax_wait_s >= 0,
@@ -326,8 +328,12 @@ class _Loop:
             self.g[c_idx] = mean
             err_c = np.abs(mean - self.t[c_idx])
             accepted = err_c <= self._accept_zone(mean, self.n_reads[c_idx], accept)
+            # a confirmation that would end in a RESET may take more reads, where a RESET
+            # costs more than reads do (PCM: it melts the cell back to the bottom)
+            budget = np.where(mean > self.t[c_idx], p.max_confirm_reads_reset,
+                              p.max_confirm_reads)
             out = ~accepted & ((err_c > self._doubt_zone(mean, self.n_reads[c_idx])) |
-                               (self.n_reads[c_idx] >= p.max_confirm_reads))
+                               (self.n_reads[c_idx] >= budget))
             self.status[c_idx[accepted]] = CONVERGED
             self.status[c_idx[out]] = ACTIVE
             self.rejects[c_idx[out]] += 1
