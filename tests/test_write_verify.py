@@ -239,3 +239,16 @@ def test_a_dead_die_is_reported_unresponsive_not_exhausted():
                                         params=params_for(bench.chip_spec))
     assert result.unresponsive.all()
     assert result.exhausted.sum() == 0 and result.pulses.max() <= 12
+
+
+def test_a_reset_waits_for_more_confirm_reads_when_asked():
+    """Cells 0.75 uS above target (in band) read with 0.5 uS noise: a longer confirmation
+    before a RESET (the PCM setting) sends far fewer of them, and accepts more cells."""
+    g = np.full((32, 32), 20 * US)
+    resets, accepted = {}, {}
+    for reads in (4, 16):
+        array = _NoisyFrozenArray(g, 0.5 * US)
+        result = protocols.write_verify(array, g - 0.75 * US, tolerance=1 * US, max_pulses=3,
+                                        max_confirm_reads_reset=reads)
+        resets[reads], accepted[reads] = array.pulsed, result.converged.mean()
+    assert resets[16] < 0.7 * resets[4] and accepted[16] > accepted[4] + 0.1
