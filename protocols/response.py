@@ -276,29 +276,35 @@ class AdaptiveResponse:
         r, bound = self._cell_law(p, idx)
         return np.maximum(self._span(p, bound, g), 0.0) * -np.expm1(-r * d)
 
+    def _linearised(self, p, x, d, g):
+        """Predicted move at factors ``x`` and its derivatives by log r and log B."""
+        r0, b0 = self.law[p]
+        sign = 1.0 if p == SET else -1.0
+        r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
+        span = np.maximum(sign * (bound - g), 1e-12)
+        keep = np.exp(-r * d)
+        pred = span * (1.0 - keep)
+        return pred, span * keep * r * d, sign * bound * (1.0 - keep)
+
     def _update_cells(self, p, idx, d, moved, g):
         """Iterated EKF on each cell's (log r, log B) factors from one observed move (S)."""
         if idx.size == 0:
             return
-        r0, b0 = self.law[p]
         prior = self.factor[p, idx]
         c = self.cov[p, idx]
         v_r, c_rb, v_b = c[:, 0] + self.PROCESS_VAR, c[:, 1], c[:, 2] + self.PROCESS_VAR
-        sign = 1.0 if p == SET else -1.0
         # a step far outside what the cell's belief allows (beyond 3 sigma) means the
         # belief is wrong, not the step: reopen it to the population's spread
-        surprised = self._surprise(p, prior, v_r, c_rb, v_b, d, moved, g) > 9.0
+        pred, h_r, h_b = self._linearised(p, prior, d, g)
+        var = (h_r * h_r * v_r + 2 * h_r * h_b * c_rb + h_b * h_b * v_b
+               + (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2)
+        surprised = (moved - pred) ** 2 > 9.0 * var
         v_r = np.where(surprised, np.maximum(v_r, self.PRIOR_VAR[0]), v_r)
         v_b = np.where(surprised, np.maximum(v_b, self.PRIOR_VAR[1]), v_b)
         c_rb = np.where(surprised, 0.0, c_rb)
         x = prior.copy()
         for _ in range(self.EKF_ITERATIONS):
-            r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
-            span = np.maximum(sign * (bound - g), 1e-12)
-            keep = np.exp(-r * d)
-            pred = span * (1.0 - keep)
-            h_r = span * keep * r * d  # d pred / d log r
-            h_b = sign * bound * (1.0 - keep)  # d pred / d log B
+            pred, h_r, h_b = self._linearised(p, x, d, g)
             obs_var = (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2
             # innovation, linearised at the current iterate x (Gauss-Newton on the MAP)
             y = moved - pred - h_r * (prior[:, 0] - x[:, 0]) - h_b * (prior[:, 1] - x[:, 1])
@@ -313,19 +319,6 @@ class AdaptiveResponse:
         self.factor[p, idx] = x
         self.cov[p, idx] = np.stack([v_r - k_r * ph_r, c_rb - k_r * ph_b, v_b - k_b * ph_b],
                                     axis=1)
-
-    def _surprise(self, p, x, v_r, c_rb, v_b, d, moved, g):
-        """Squared innovation over its predicted variance, at the belief ``x``."""
-        r0, b0 = self.law[p]
-        sign = 1.0 if p == SET else -1.0
-        r, bound = r0 * np.exp(x[:, 0]), b0 * np.exp(x[:, 1])
-        span = np.maximum(sign * (bound - g), 1e-12)
-        keep = np.exp(-r * d)
-        pred = span * (1.0 - keep)
-        h_r, h_b = span * keep * r * d, sign * bound * (1.0 - keep)
-        var = (h_r * h_r * v_r + 2 * h_r * h_b * c_rb + h_b * h_b * v_b
-               + (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2)
-        return (moved - pred) ** 2 / var
 
     def at_max_drive(self, volts, width, polarity=None):
         cap = self.model.w_max if polarity is None else self.model.width_cap(polarity)
