@@ -78,7 +78,8 @@ class WriteVerifyParams:
             "tolerance": self.tolerance > 0,
             "accept_fraction": 0 < self.accept_fraction <= 1,
             "reads_per_verify": self.reads_per_verify >= 1,
-            "read_averages": isinstance(self.read_averages, int) and self.read_averages >= 1,
+            "read_averages": isinstance(self.read_averages, (int, np.integer))
+            and self.read_averages >= 1,
             "max_pulses": self.max_pulses >= 1,
             "max_iterations": self.max_iterations >= 1,
             "stall_pulses": self.stall_pulses >= 1,
