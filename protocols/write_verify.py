@@ -446,7 +446,8 @@ class _Loop:
         self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
         strongest = self.response.at_max_drive(volts, width, polarity)
         # a real move stands clear of read noise, which grows with conductance
-        clear = np.maximum(move_eps, 0.03 * np.abs(g_after))
+        clear = np.maximum(np.maximum(move_eps, 0.03 * np.abs(g_after)),
+                           self._move_noise(g_after, 3.0))
         stalled = strongest & (moved < clear)
         self.stalls[idx] = np.where(stalled, self.stalls[idx] + 1,
                                     np.where(moved >= clear, 0, self.stalls[idx]))
@@ -456,17 +457,25 @@ class _Loop:
         if stuck.size == 0:
             return
         # "moved" must stand clear of read noise, which grows with conductance
-        needed = np.maximum(4 * move_eps, 0.15 * np.abs(self.g[stuck]))
+        needed = np.maximum(np.maximum(4 * move_eps, 0.15 * np.abs(self.g[stuck])),
+                            self._move_noise(self.g[stuck], 5.0))
         never_moved = self.max_move[stuck] < needed
         self.status[stuck[never_moved]] = PROBE
         self.status[stuck[~never_moved]] = UNREACHABLE
+
+    def _move_noise(self, g: np.ndarray, z: float) -> np.ndarray:
+        """z sigmas of the difference of two reads (0 until read noise is learned): a
+        move smaller than that may be noise (PCM reads scatter by ~1 uS)."""
+        sigma = self.noise.sigma(g)
+        return np.zeros(np.shape(g)) if sigma is None else z * np.sqrt(2.0) * sigma
 
     def _judge_probe(self, idx: np.ndarray, g: np.ndarray) -> None:
         """A probed cell that moved the other way responds: it is saturated, not stuck."""
         self.g[idx] = g
         moved = np.abs(g - self.g_probe[idx])
-        needed = np.maximum(4 * self.p.move_fraction * self.p.tolerance,
-                            0.15 * np.abs(self.g_probe[idx]))
+        needed = np.maximum(np.maximum(4 * self.p.move_fraction * self.p.tolerance,
+                                       0.15 * np.abs(self.g_probe[idx])),
+                            self._move_noise(self.g_probe[idx], 5.0))
         responds = moved >= needed
         self.status[idx[responds]] = UNREACHABLE
         self.status[idx[~responds]] = UNRESPONSIVE

@@ -159,6 +159,20 @@ def test_pcm_programs_within_band_for_most_cells():
         assert (np.abs(truth.g - target) <= 1 * US)[ok].mean() >= 0.95
 
 
+def test_pcm_stuck_cells_are_not_taken_for_saturated_ones():
+    """PCM reads scatter by ~1 uS: a stuck cell's noisy reads must not pass for a move,
+    or it is reported unreachable (saturated) instead of unresponsive."""
+    with programmed_bench(size=128, chip="pcm") as bench:
+        target = np.random.default_rng(2).uniform(2 * US, 20 * US, bench.array.shape)
+        result = protocols.write_verify(bench.array, target, clock=bench.clock,
+                                        params=params_for(bench.chip_spec))
+        truth = bench.simulation.chip.truth()
+    assert truth.stuck.sum() > 100
+    assert not np.any(result.unreachable & truth.stuck)
+    out_of_reach = truth.stuck & (np.abs(truth.g - target) > 1 * US)
+    assert result.unresponsive[out_of_reach].mean() >= 0.95
+
+
 def test_targets_at_the_window_floor_finish_promptly():
     """Half the example layer's cells rest at g_min: stuck cells reading ~0 sit on the
     band edge there and must still be classified, not cycle until the iteration cap."""
