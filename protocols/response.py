@@ -273,8 +273,7 @@ class AdaptiveResponse:
 
     def _predict(self, p, idx, d, g):
         """Mean move (S, in the pulse's direction) of cells ``idx`` from ``g`` at drive ``d``."""
-        r, bound = self._cell_law(p, idx)
-        return np.maximum(self._span(p, bound, g), 0.0) * -np.expm1(-r * d)
+        return self._linearised(p, self.factor[p, idx], d, g)[0]
 
     def _linearised(self, p, x, d, g):
         """Predicted move at factors ``x`` and its derivatives by log r and log B."""

@@ -267,7 +267,7 @@ class _Loop:
         self.iterations = 0
         self.waited = 0.0  # bench seconds spent in relaxation waits
         self.tx0 = array.transactions
-        self.t0_bench = clock.now() if clock is not None else 0.0
+        self.t0_bench = self.bench_now()
         self.t0_wall = time.perf_counter()
         self.pending = None  # (idx, polarity, volts, width, g_before) of the last batch
         # Pilot: if the response model has learned nothing yet, the first batch goes to
@@ -287,7 +287,7 @@ class _Loop:
         return np.mean(reads, axis=0)
 
     def _bench_time(self) -> float:
-        return (self.clock.now() - self.t0_bench) if self.clock is not None else 0.0
+        return self.bench_now() - self.t0_bench
 
     def bench_now(self) -> float:
         return self.clock.now() if self.clock is not None else 0.0
