@@ -16,7 +16,7 @@ import pytest
 
 from calib.store import DieStore, DieStoreError, die_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_layout_with_plain_h5py(tmp_path):

@@ -13,7 +13,7 @@ import sim_backend
 from sim_backend.resources import chip_preset_path
 from sim_backend.spec import SECTIONS, ChipSpecError
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "chip-spec.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "chip-spec.md"
 
 
 def test_presets_load_in_si_units(rram_spec, pcm_spec):

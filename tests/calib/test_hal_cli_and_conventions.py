@@ -17,7 +17,7 @@ from calib.cli import main
 from instruments.drivers import DRIVERS
 from tests.harness import expected_protocol
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_check_reports_every_role():
