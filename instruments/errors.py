@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 
-class InstrumentError(RuntimeError):
+class UserError(Exception):
+    """An error the user can act on; the CLI prints its message as one line, no traceback.
+
+    Every toolkit error class derives from it (the hardware layer's, the datasheet's,
+    the protocols', the store's and the configs'), so one ``except UserError`` serves.
+    """
+
+
+class InstrumentError(UserError, RuntimeError):
     """Base of every error raised by the hardware abstraction layer."""
 
 

@@ -41,6 +41,20 @@ class ArrayController(Protocol):
         """One pulse per cell: signed amplitude (V, + SET, - RESET, 0 none), width (s)."""
         ...
 
+    def read_cells(self, cells: np.ndarray, averages: int | None = None) -> np.ndarray:
+        """Conductances (S) of ``cells`` (flat row-major indices), in their order.
+
+        One array operation however many cells; the driver chooses how the
+        indices travel (a list or a mask), the caller never converts.
+        """
+        ...
+
+    def pulse_cells(self, cells: np.ndarray, volts: np.ndarray,
+                    width: float | np.ndarray = 1e-6) -> int:
+        """One pulse on each of ``cells`` (flat row-major indices): signed volts and
+        width (s) per listed cell, or one width for all. One array operation."""
+        ...
+
     def mvm(self, x_volts: np.ndarray) -> np.ndarray:
         """Column currents (A) for row voltages, shape (rows,) or (n, rows)."""
         ...

@@ -103,6 +103,23 @@ class ReferenceArrayController:
         return mask
 
     # -- array operations -----------------------------------------------------------
+    def _cells(self, cells) -> np.ndarray:
+        idx = np.asarray(cells)
+        rows, cols = self.shape
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ArrayShapeError(f"cells must be a 1-D array of flat cell indices, got "
+                                  f"{idx.dtype} {idx.shape}")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= rows * cols):
+            raise ArrayShapeError(f"cell indices must lie in 0..{rows * cols - 1}")
+        if np.unique(idx).size != idx.size:
+            raise ArrayShapeError("cell indices must not repeat")
+        return idx
+
+    def _use_averages(self, averages: int | None) -> None:
+        if averages is not None and _averages(averages) != self._averages:
+            self.configure_read_averages(averages)
+
     def read(self, mask: np.ndarray | None = None, averages: int | None = None) -> np.ndarray:
         """Conductances in siemens; NaN outside ``mask``. One transaction.
 
@@ -110,29 +127,42 @@ class ReferenceArrayController:
         a change costs one configuration write before the read.
         """
         self._setup()
-        if averages is not None and _averages(averages) != self._averages:
-            self.configure_read_averages(averages)
+        self._use_averages(averages)
         rows, cols = self.shape
         if mask is None:
             values = self.session.query_block(
                 ":MEAS:ARR?", "f", timeout_s=self._timeout(4 * rows * cols),
                 parse=_expect(rows * cols))
             return values.astype(np.float64).reshape(rows, cols)
-        mask = self._mask(mask)
-        count = int(mask.sum())
-        out = np.full((rows, cols), np.nan)
+        idx = np.flatnonzero(self._mask(mask))
+        out = np.full(rows * cols, np.nan)
+        out[idx] = self.read_cells(idx, averages=averages)
+        return out.reshape(rows, cols)
+
+    def read_cells(self, cells: np.ndarray, averages: int | None = None) -> np.ndarray:
+        """Conductances (S) of flat cell indices, in their order. One transaction: a
+        list of indices when it moves fewer bytes than a mask, else a mask."""
+        idx = self._cells(cells)
+        self._setup()
+        self._use_averages(averages)
+        rows, cols = self.shape
+        count = idx.size
         if count == 0:
-            return out
-        if 4 * count < rows * cols:  # a list of cell indices moves fewer bytes than a mask
+            return np.empty(0)
+        order = np.argsort(idx, kind="stable")  # the board takes and answers row-major order
+        if 4 * count < rows * cols:
             values = self.session.query_block(
-                ":MEAS:ARR:LIST? ", "f", payload=np.flatnonzero(mask).astype("<u4"),
+                ":MEAS:ARR:LIST? ", "f", payload=idx[order].astype("<u4"),
                 payload_dtype="I", timeout_s=self._timeout(8 * count), parse=_expect(count))
         else:
+            mask = np.zeros(rows * cols, bool)
+            mask[idx] = True
             values = self.session.query_block(
-                ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8).ravel(),
+                ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8),
                 payload_dtype="B", timeout_s=self._timeout(5 * rows * cols),
                 parse=_expect(count))
-        out[mask] = values
+        out = np.empty(count)
+        out[order] = values
         return out
 
     def pulse(self, volts: np.ndarray, width: float | np.ndarray = 1e-6) -> int:
@@ -145,23 +175,53 @@ class ReferenceArrayController:
         if volts.shape != self.shape:
             raise ArrayShapeError(f"volts must have shape {self.shape}, got {volts.shape}")
         self.guard.pulses(volts, width)
-        self._setup()
+        return self._send_pulses(np.flatnonzero(volts), volts.ravel(),
+                                 np.asarray(width, dtype=np.float64))
+
+    def pulse_cells(self, cells: np.ndarray, volts: np.ndarray,
+                    width: float | np.ndarray = 1e-6) -> int:
+        """One pulse on each listed cell (signed volts, width per cell or one). One
+        transaction, as :meth:`pulse`."""
+        idx = self._cells(cells)
+        v = np.asarray(volts, dtype=np.float64)
         w = np.asarray(width, dtype=np.float64)
-        active = np.flatnonzero(volts)
+        if v.shape != idx.shape or (w.ndim and w.shape != idx.shape):
+            raise ArrayShapeError(f"{idx.size} cells need {idx.size} amplitudes (and one "
+                                  f"width or {idx.size}), got {v.shape} and {w.shape}")
+        self.guard.pulses(v, w)
+        keep = v != 0
+        idx, v = idx[keep], v[keep]
+        if w.ndim:
+            w = w[keep]
+        rows, cols = self.shape
+        full = np.zeros(rows * cols)
+        full[idx] = v
+        if w.ndim:
+            widths = np.full(rows * cols, float(w.min()) if w.size else 1e-6)
+            widths[idx] = w
+            w = widths
+        return self._send_pulses(idx, full, w)
+
+    def _send_pulses(self, active: np.ndarray, volts: np.ndarray, w: np.ndarray) -> int:
+        """One batch: ``volts`` and ``w`` (scalar, or per cell) over the whole array,
+        ``active`` the cells with a non-zero amplitude."""
+        self._setup()
+        if w.ndim:
+            w = w.ravel()
         full_bytes = 4 * volts.size * (1 if w.ndim == 0 else 2)
         if LIST_ENTRY.itemsize * active.size < full_bytes:  # few cells: send a list
             command, dtype = ":PULS:ARR:LIST? ", "B"
             entries = np.empty(active.size, LIST_ENTRY)
             entries["index"] = active
-            entries["volts"] = volts.ravel()[active]
-            entries["width"] = np.broadcast_to(w, volts.shape).ravel()[active]
+            entries["volts"] = volts[active]
+            entries["width"] = np.broadcast_to(w, volts.shape)[active]
             payload = entries.view(np.uint8)
         elif w.ndim == 0:
             command, dtype = f":PULS:ARR? {float(w):.9g},", "f"
-            payload = volts.astype("<f4").ravel()
+            payload = volts.astype("<f4")
         else:
             command, dtype = ":PULS:ARR:WIDT? ", "f"
-            payload = np.concatenate([volts.ravel(), w.ravel()]).astype("<f4")
+            payload = np.concatenate([volts, w]).astype("<f4")
         before = self._batches
         try:
             count = self.session.query_with_block(

@@ -113,6 +113,25 @@ class SmuSwitchArray:
             self.switch.open_all()
         return count
 
+    def read_cells(self, cells: np.ndarray, averages: int | None = None) -> np.ndarray:
+        """Flat cell indices, in their order (through :meth:`read`: cell by cell anyway)."""
+        idx = np.asarray(cells, dtype=np.int64)
+        mask = np.zeros(self.shape[0] * self.shape[1], bool)
+        mask[idx] = True
+        return self.read(mask.reshape(self.shape), averages=averages).ravel()[idx]
+
+    def pulse_cells(self, cells: np.ndarray, volts: np.ndarray,
+                    width: float | np.ndarray = 1e-6) -> int:
+        idx = np.asarray(cells, dtype=np.int64)
+        full = np.zeros(self.shape[0] * self.shape[1])
+        full[idx] = volts
+        w = np.asarray(width, dtype=np.float64)
+        if w.ndim:
+            widths = np.full(full.size, float(w.min()) if w.size else 1e-6)
+            widths[idx] = w
+            w = widths.reshape(self.shape)
+        return self.pulse(full.reshape(self.shape), width=w)
+
     def mvm(self, x_volts: np.ndarray) -> np.ndarray:
         x = self.guard.input_voltages(x_volts)
         if x.shape[-1] != self.shape[0]:
