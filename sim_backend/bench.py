@@ -25,8 +25,6 @@ DEFAULT_PORTS = {
     "array": 5025, "smu": 5026, "switch": 5027, "prober": 35555, "thermostream": 5028,
     "clock": 5029,
 }
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
 
 @dataclass
 class WireLog:
@@ -124,13 +122,19 @@ class SimBench:
         with self.lock:
             role = emulator.role
             self.transactions[role] += 1
-            fault = self.faults.take(role, ("timeout", "drop"))
-            if fault:
-                raise EndpointFault(fault)
+            fault = self.faults.take_fault(role, ("timeout", "drop", "reboot"))
+            reboot_after = fault is not None and fault.kind == "reboot" and fault.applied
+            if fault and not reboot_after:
+                if fault.kind == "reboot":  # the board restarts before acting on the message
+                    emulator.power_on()
+                raise EndpointFault(fault.kind)
             self.clock.advance(self.latency.transaction(len(message)))
             if self.in_contact:
                 self.wafer.die(self.die_id).temperature = self.die_temperature()
             reply = process(message)
+            if reboot_after:  # the board acted on the message, then restarted: no reply
+                emulator.power_on()
+                raise EndpointFault("reboot")
             if reply:
                 self.clock.advance(self.latency.byte_s * len(reply))
                 if self.faults.take(role, ("garble",)):

@@ -9,6 +9,7 @@ tests and benchmarks use for scoring.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,18 @@ class _Cells:
         arr += delta
 
 
+def _seed_entropy(seed: object) -> list[int]:
+    """A chip seed, a whole number >= 0 or a tuple of them, as SeedSequence entropy."""
+    parts = list(seed) if isinstance(seed, tuple) else [seed]
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, numbers.Integral) or part < 0:
+            raise ChipInputError(f"seed {seed!r}: must be a whole number >= 0 "
+                                 "(or a tuple of them)")
+    if not parts:
+        raise ChipInputError("seed (): give at least one whole number")
+    return [int(p) for p in parts]
+
+
 class SimChip:
     """A simulated die of ``spec``; same ``seed`` gives the same chip."""
 
@@ -104,7 +117,7 @@ class SimChip:
         self.clock = clock or VirtualClock()
         self.shape = spec.shape
         self.size = spec.chip.rows * spec.chip.cols
-        entropy = list(seed) if isinstance(seed, tuple) else [int(seed)]
+        entropy = _seed_entropy(seed)
         seeds = np.random.SeedSequence(entropy).spawn(2)
         self._init_cells(np.random.default_rng(seeds[0]))
         self._rng = np.random.default_rng(seeds[1])  # cycle-to-cycle and read noise

@@ -3,13 +3,23 @@
 A message ends at a newline that is not inside an IEEE-488.2 definite-length
 binary block (``#<n><length><data>``), whose data may contain any byte.
 Both transports (in-process and TCP) frame with this same code.
+
+Framing never fails on what a client sends, as an instrument's input parser
+does not: a ``#`` that does not open a well-formed block header (``#`` then an
+ASCII digit, then that many ASCII digits) is text, so the message ends at the
+next newline and the instrument reports the bad block as a command error.
+Only a message beyond the buffer's maximum size is a :class:`FramingError`.
 """
 
 from __future__ import annotations
 
 
 class FramingError(ValueError):
-    """A binary block header is malformed."""
+    """A message is too large to buffer, or (``split_block``) a block header is malformed."""
+
+
+def _is_digit(byte: int) -> bool:
+    return 0x30 <= byte <= 0x39  # ASCII only: str.isdigit() also accepts "²" and "٣"
 
 
 class MessageBuffer:
@@ -48,11 +58,10 @@ class MessageBuffer:
             if hash_ + 2 > len(buf):
                 self._scan = hash_
                 return None
-            digit = chr(buf[hash_ + 1])
-            if not digit.isdigit():
+            if not _is_digit(buf[hash_ + 1]):
                 i = hash_ + 1  # a lone '#' in text
                 continue
-            ndig = int(digit)
+            ndig = buf[hash_ + 1] - 0x30
             if ndig == 0:  # indefinite block: runs to the terminator
                 i = hash_ + 2
                 nl = buf.find(b"\n", i)
@@ -60,12 +69,13 @@ class MessageBuffer:
                     self._scan = hash_
                     return None
                 return nl
-            if hash_ + 2 + ndig > len(buf):
+            length_text = bytes(buf[hash_ + 2: hash_ + 2 + ndig])
+            if not all(map(_is_digit, length_text)):
+                i = hash_ + 1  # not a block header: text, for the instrument to refuse
+                continue
+            if len(length_text) < ndig:
                 self._scan = hash_
                 return None
-            length_text = bytes(buf[hash_ + 2: hash_ + 2 + ndig])
-            if not length_text.isdigit():
-                raise FramingError(f"bad block length {length_text!r}")
             data_end = hash_ + 2 + ndig + int(length_text)
             if data_end > len(buf):
                 self._scan = hash_
@@ -76,14 +86,20 @@ class MessageBuffer:
 
 
 def split_block(message: bytes) -> tuple[bytes, bytes | None]:
-    """Split ``HEADER args,#<block>`` into (text before the block, block data)."""
+    """Split ``HEADER args,#<block>`` into (text before the block, block data).
+
+    Raises :class:`FramingError` if a ``#<digit>`` is not followed by its length digits.
+    """
     idx = message.find(b"#")
     while idx >= 0:
-        if idx + 1 < len(message) and chr(message[idx + 1]).isdigit():
-            ndig = int(chr(message[idx + 1]))
+        if idx + 1 < len(message) and _is_digit(message[idx + 1]):
+            ndig = message[idx + 1] - 0x30
             if ndig == 0:
                 return message[:idx], message[idx + 2:]
-            length = int(message[idx + 2: idx + 2 + ndig])
+            length_text = message[idx + 2: idx + 2 + ndig]
+            if len(length_text) != ndig or not all(map(_is_digit, length_text)):
+                raise FramingError(f"bad block length {length_text!r}")
+            length = int(length_text)
             start = idx + 2 + ndig
             return message[:idx], message[start: start + length]
         idx = message.find(b"#", idx + 1)

@@ -5,6 +5,9 @@ in ``[]`` may be left out, a leading ``:`` is optional, ``;`` joins commands
 (a command without a leading ``:`` continues the previous header's path),
 queries end in ``?`` and may take arguments. Errors go to the error queue as
 ``code,"message"``; a failed query sends no reply, as on a real instrument.
+Bytes that are no command at all are refused the same way: a non-ASCII byte
+outside a binary block is ``-101`` (invalid character), a ``#<digit>`` without
+its length digits ``-161`` (invalid block data); the instrument stays usable.
 
 An emulator declares its command table with :func:`command` on methods, so the
 table reads at a glance in each emulator module.
@@ -17,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sim_backend.framing import split_block
+from sim_backend.framing import FramingError, split_block
 
 
 class ScpiError(Exception):
@@ -29,6 +32,8 @@ class ScpiError(Exception):
         self.message = message
 
 
+INVALID_CHARACTER = -101
+INVALID_BLOCK = -161
 UNDEFINED_HEADER = -113
 MISSING_PARAMETER = -109
 DATA_TYPE = -104
@@ -154,11 +159,15 @@ class ScpiInstrument:
         return self.bench.transact(self, message, self.process)
 
     def process(self, message: bytes) -> bytes | None:
-        text, block = split_block(message)
+        try:
+            text, block = split_block(message)
+        except FramingError:
+            self.push_error(INVALID_BLOCK, "Invalid block data; malformed block header")
+            return None
         try:
             decoded = text.decode("ascii")
         except UnicodeDecodeError:
-            self.push_error(-102, "Syntax error; non-ASCII header")
+            self.push_error(INVALID_CHARACTER, "Invalid character; non-ASCII byte in the command")
             return None
         replies: list[bytes] = []
         path: list[str] = []
@@ -227,6 +236,11 @@ class ScpiInstrument:
 
     def reset(self) -> None:
         """Return to power-on settings; emulators extend this."""
+
+    def power_on(self) -> None:
+        """The state after power-on (a reboot fault): settings reset, error queue empty."""
+        self.reset()
+        self.errors.clear()
 
     @command("*CLS")
     def _cls(self, args, block):

@@ -1,11 +1,15 @@
 """Loopback TCP servers for the simulated instruments (pyvisa-py ``::SOCKET``).
 
 Each instrument listens on its own port of 127.0.0.1 (never another address)
-and frames messages exactly as the in-process library does.
+and frames messages exactly as the in-process library does. Whatever bytes a
+client sends, the instrument answers them as it answers any bad command (an
+error on its error queue) and the connection stays usable; only a message
+beyond the framing buffer's maximum size closes it.
 """
 
 from __future__ import annotations
 
+import numbers
 import socket
 import socketserver
 import threading
@@ -14,10 +18,11 @@ from sim_backend.faults import EndpointFault
 from sim_backend.framing import FramingError, MessageBuffer
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+BACKLOG = 128  # pending connections per port: a burst of clients connects without stalling
 
 
 class ServerError(RuntimeError):
-    """A server could not start (port in use, non-loopback address)."""
+    """A server could not start (port in use or out of range, non-loopback address)."""
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -38,13 +43,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             try:
                 messages = buffer.feed(data)
-            except FramingError:
+            except FramingError:  # a message beyond the buffer's maximum size
                 return
             for message in messages:
                 try:
                     reply = endpoint.handle(message)
                 except EndpointFault as fault:
-                    if fault.kind == "drop":
+                    if fault.drops_connection:  # "drop", "reboot"
                         sock.shutdown(socket.SHUT_RDWR)
                         return
                     continue  # timeout: never answer this message
@@ -58,6 +63,7 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = BACKLOG
 
     def __init__(self, address, endpoint) -> None:
         self.endpoint = endpoint
@@ -73,6 +79,12 @@ class SimServers:
         self.bench = bench
         self.host = "127.0.0.1" if host == "localhost" else host
         self.ports = dict(ports or {})
+        for role, port in self.ports.items():
+            if (isinstance(port, bool) or not isinstance(port, numbers.Integral)
+                    or not 1 <= port <= 65535):
+                raise ServerError(f"cannot serve {role} on port {port!r}: "
+                                  "a TCP port is a whole number from 1 to 65535")
+            self.ports[role] = int(port)
         self._servers: dict[str, _Server] = {}
         self._threads: list[threading.Thread] = []
 

@@ -55,6 +55,9 @@ def parse_quantity(value: object, dimension: str) -> float:
 
     Temperatures stay in degrees Celsius; lengths stay in millimetres.
     A bare number is refused for a dimensional quantity: the unit is the point.
+    The result is rounded to 15 significant digits, so that scaling by a prefix
+    does not leave binary noise: ``"100 us"`` is exactly ``1e-4``, and a pulse
+    written as 100 us passes a limit written the same way.
     """
     if isinstance(value, bool) or not isinstance(value, str):
         raise UnitError(
@@ -72,7 +75,7 @@ def parse_quantity(value: object, dimension: str) -> float:
             f"expected a {dimension} (e.g. '{_example_unit(dimension)}'), "
             f"got {value!r}, which is a {DIMENSIONS[base]}"
         )
-    return float(match.group(1)) * scale
+    return float(f"{float(match.group(1)) * scale:.15g}")
 
 
 def _example_unit(dimension: str) -> str:

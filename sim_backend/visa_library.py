@@ -15,7 +15,7 @@ from pyvisa import constants, highlevel, rname
 from pyvisa.constants import ResourceAttribute, StatusCode
 
 from sim_backend.faults import EndpointFault
-from sim_backend.framing import MessageBuffer
+from sim_backend.framing import FramingError, MessageBuffer
 
 
 class _Session:
@@ -66,9 +66,6 @@ class SimVisaLibrary(highlevel.VisaLibraryBase):
     @staticmethod
     def get_debug_info():
         return {"backend": "aimc-calib in-process simulator"}
-
-    def add_endpoint(self, resource: str, endpoint: Any) -> None:
-        self._endpoints[_key(resource)] = endpoint
 
     # -- resource manager -------------------------------------------------------
     def open_default_resource_manager(self):
@@ -127,11 +124,16 @@ class SimVisaLibrary(highlevel.VisaLibraryBase):
             return 0, StatusCode.error_invalid_object
         if not sess.alive:
             return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
-        for message in sess.inbox.feed(bytes(data)):
+        try:
+            messages = sess.inbox.feed(bytes(data))
+        except FramingError:  # beyond the buffer's size: the link gives up, as over TCP
+            sess.alive = False
+            return 0, self.handle_return_value(session, StatusCode.error_connection_lost)
+        for message in messages:
             try:
                 reply = sess.endpoint.handle(message)
             except EndpointFault as fault:
-                if fault.kind == "drop":
+                if fault.drops_connection:  # "drop", "reboot"
                     sess.alive = False
                     return 0, self.handle_return_value(session,
                                                        StatusCode.error_connection_lost)

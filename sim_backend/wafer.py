@@ -8,6 +8,7 @@ programmed state, as silicon does.
 from __future__ import annotations
 
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,13 @@ def _wafer_value(path: str, kind: str, raw: object):
     return value
 
 
+def check_seed(seed: object) -> int:
+    """A wafer seed: a whole number >= 0 (what numpy's SeedSequence takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise WaferSpecError(f"seed {seed!r}: must be a whole number >= 0")
+    return int(seed)
+
+
 def die_map(spec: WaferSpec, seed: int) -> tuple[Die, ...]:
     """Dies fully inside the usable radius, numbered from 1 in raster order."""
     radius = spec.diameter_mm / 2
@@ -138,7 +146,7 @@ def die_map(spec: WaferSpec, seed: int) -> tuple[Die, ...]:
         raise WaferSpecError("no die fits on the wafer; check die size and edge exclusion")
     x0 = min(p[0] for p in placed)
     y0 = min(p[1] for p in placed)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xDEAD]))
+    rng = np.random.default_rng(np.random.SeedSequence([check_seed(seed), 0xDEAD]))
     n_dead = int(round(spec.dead_fraction * len(placed)))
     dead = set(rng.choice(len(placed), size=n_dead, replace=False).tolist()) if n_dead else set()
     return tuple(
@@ -159,7 +167,7 @@ class SimWafer:
         clock: VirtualClock | None = None,
     ) -> None:
         self.chip_spec = spec
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.spec = wafer if isinstance(wafer, WaferSpec) else load_wafer(wafer)
         self.clock = clock or VirtualClock()
         self.dies = die_map(self.spec, self.seed)

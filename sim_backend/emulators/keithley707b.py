@@ -34,7 +34,8 @@ class Keithley707BEmulator:
             reply = self._statement(statement)
             if reply is not None:
                 replies.append(reply)
-        return ("\n".join(replies) + "\n").encode() if replies else None
+        # ASCII out, whatever came in: a stray byte echoed in an error message shows as "?"
+        return ("\n".join(replies) + "\n").encode("ascii", "replace") if replies else None
 
     def _statement(self, s: str) -> str | None:
         closed = self.bench.closed_channels

@@ -54,7 +54,7 @@ class SentioEmulator:
 
     @staticmethod
     def _reply(code: int, message: str) -> bytes:
-        return f"{code},0,{message}\n".encode()
+        return f"{code},0,{message}\n".encode("ascii", "replace")  # a stray byte echoes as "?"
 
     # -- identity and mode -------------------------------------------------------
     def _idn(self, args):

@@ -88,3 +88,28 @@ def test_bad_wafer_file(tmp_path, small_spec):
         sim_backend.SimWafer(small_spec, wafer=path)
     with pytest.raises(WaferSpecError, match="unknown wafer preset"):
         sim_backend.load_wafer("nope")
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, 7.0, "7", None, True])
+def test_a_bad_seed_is_a_clear_error_naming_it(small_spec, seed):
+    with pytest.raises(WaferSpecError, match="seed") as info:
+        sim_backend.SimWafer(small_spec, seed=seed)
+    assert repr(seed) in str(info.value)
+    from sim_backend.bench import SimBench
+
+    with pytest.raises(WaferSpecError, match="seed") as info:
+        SimBench(small_spec, seed=seed)
+    assert repr(seed) in str(info.value)
+
+
+@pytest.mark.parametrize("seed", [-5, 2.5, (3, -1), ("a",), ()])
+def test_a_bad_chip_seed_is_a_clear_error(small_spec, seed):
+    with pytest.raises(sim_backend.ChipInputError, match="seed"):
+        sim_backend.SimChip(small_spec, seed=seed)
+
+
+def test_numpy_integer_seeds_are_accepted(small_spec):
+    a = sim_backend.SimWafer(small_spec, seed=np.int64(7)).die(12).truth()
+    b = sim_backend.SimWafer(small_spec, seed=7).die(12).truth()
+    assert np.array_equal(a.g_max, b.g_max)
+    assert sim_backend.SimChip(small_spec, seed=np.uint32(3)).truth().g.shape == (32, 32)
