@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import protocols  # noqa: E402
 from benchmarks.oracle import OracleResponse, TruthArray  # noqa: E402
 from calib import open_bench  # noqa: E402
-from calib.programming import params_for  # noqa: E402
+from instruments.datasheet import load_datasheet  # noqa: E402
+from protocols.profiles import write_verify_params  # noqa: E402
 
 US = 1e-6
 
@@ -36,12 +37,13 @@ US = 1e-6
 def one_run(preset: str, size: int, oracle: bool, seed: int = 7, die: int = 12) -> dict:
     with open_bench(chip=preset, rows=size, cols=size, seed=seed) as bench:
         bench.prober.goto(die)
-        spec = bench.chip_spec
-        if spec.forming.required:
+        sheet = getattr(bench, "datasheet", None) or load_datasheet(preset).with_geometry(
+            size, size)
+        if sheet.forming.required:
             bench.array.form()
-        w = spec.window
+        w = sheet.window
         target = np.random.default_rng(size).uniform(w.g_min, w.g_max, bench.array.shape)
-        params = params_for(spec)
+        params = write_verify_params(sheet)
         array, response = bench.array, None
         if oracle:
             lim = bench.array.limits

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocols.response import SET
+from protocols.write_verify.response import SET
 
 
 class TruthArray:
@@ -43,8 +43,15 @@ class TruthArray:
         g = self.simulation.chip.truth().g
         return g if mask is None else np.where(mask, g, np.nan)
 
+    def read_cells(self, cells, averages=None):
+        self.array.read_cells(cells, averages)  # the real transaction, as read() makes
+        return self.simulation.chip.truth().g.ravel()[np.asarray(cells, np.int64)]
+
     def pulse(self, volts, width=1e-6):
         return self.array.pulse(volts, width)
+
+    def pulse_cells(self, cells, volts, width=1e-6):
+        return self.array.pulse_cells(cells, volts, width)
 
 
 class OracleResponse:
@@ -92,3 +99,6 @@ class OracleResponse:
 
     def at_max_drive(self, volts, width, polarity):
         return (volts >= self.v_max - 1e-9) & (width >= self.w_max * (1 - 1e-9))
+
+    def needs_pilot(self) -> bool:
+        return False  # nothing to learn

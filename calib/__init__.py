@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from calib.bench import Bench, open_bench  # noqa: E402
+from calib.wiring import Bench, open_bench  # noqa: E402
 
 __all__ = ["Bench", "open_bench", "__version__"]

@@ -5,8 +5,12 @@ to real instruments and to the simulator through PyVISA alike.
 """
 
 from instruments.errors import (
+    ArgumentError,
+    ArrayShapeError,
     ComplianceTrip,
     ContactError,
+    ControllerResetError,
+    DriverOptionError,
     InstrumentError,
     InstrumentIOError,
     InstrumentReportedError,
@@ -26,7 +30,8 @@ from instruments.safety import SafetyGuard, SafetyLimits
 from instruments.session import VisaSession
 
 __all__ = [
-    "ArrayController", "Clock", "ComplianceTrip", "ContactError", "InstrumentError",
+    "ArgumentError", "ArrayController", "ArrayShapeError", "Clock", "ComplianceTrip",
+    "ContactError", "ControllerResetError", "DriverOptionError", "InstrumentError",
     "InstrumentIOError", "InstrumentReportedError", "InstrumentTimeout", "Prober",
     "ProberError", "SafetyError", "SafetyGuard", "SafetyLimits", "SourceMeter",
     "SwitchMatrix", "ThermalController", "VisaSession",

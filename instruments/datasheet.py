@@ -279,13 +279,20 @@ def _check(sheet: ChipDatasheet, origin: str) -> None:
             need(ref > th, f"programming.{pol}_reference", f"must exceed {pol}_threshold")
 
 
-def bundled_datasheet(name: str) -> Path | None:
-    """The bundled datasheet of a preset (``rram``, ``pcm``), if there is one."""
+def data_root() -> Path:
+    """The bundled data (``data/`` of the repository, installed as ``aimc_data``)."""
     try:
         root = Path(str(resources.files("aimc_data")))
+        if root.is_dir():
+            return root
     except ModuleNotFoundError:
-        root = Path(__file__).resolve().parent.parent / "data"
-    path = root / "datasheets" / f"{name}.toml"
+        pass
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def bundled_datasheet(name: str) -> Path | None:
+    """The bundled datasheet of a preset (``rram``, ``pcm``), if there is one."""
+    path = data_root() / "datasheets" / f"{name}.toml"
     return path if path.is_file() else None
 
 

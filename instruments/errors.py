@@ -19,6 +19,25 @@ class SafetyError(InstrumentError):
     """A request exceeds the chip's safe operating limits; nothing was sent."""
 
 
+class ArgumentError(InstrumentError, ValueError):
+    """A method argument has the wrong type, shape or range; nothing was sent."""
+
+
+class ArrayShapeError(ArgumentError):
+    """An array argument does not match the controller's array."""
+
+
+class DriverOptionError(InstrumentError, ValueError):
+    """A driver or session option (a bench config key) is malformed or out of range.
+
+    Raised by constructors, before any I/O; ``option`` names the offending key.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"option {option}: {message}")
+        self.option = option
+
+
 class InstrumentTimeout(InstrumentError):
     """The instrument did not answer in time, even after retries."""
 
@@ -29,6 +48,11 @@ class InstrumentIOError(InstrumentError):
 
 class InstrumentReportedError(InstrumentError):
     """The instrument's error queue reported a problem with a command."""
+
+
+class ControllerResetError(InstrumentError):
+    """The array controller restarted mid-run: state it held (the pulse counter, read
+    settings) is gone, and a batch in flight may or may not have been applied."""
 
 
 class ComplianceTrip(InstrumentError):

@@ -11,6 +11,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# every role a bench has, as bench configs name them ([roles.<name>])
+ROLE_NAMES = ("array", "smu", "switch", "thermal", "prober", "clock")
+# roles whose instruments source voltage, current, pulses or heat into a device
+STRESSING_ROLES = ("array", "smu", "thermal")
+
 
 @runtime_checkable
 class ArrayController(Protocol):
@@ -67,12 +72,33 @@ class ArrayController(Protocol):
 
 @runtime_checkable
 class SourceMeter(Protocol):
+    """A source-measure unit. The DC output (``set_voltage`` + ``output(True)``) stays at
+    read level; anything above reaches a device only as a timed pulse."""
+
     def set_compliance(self, amps: float) -> None: ...
-    def set_voltage(self, volts: float) -> None: ...
+
+    def set_voltage(self, volts: float) -> None:
+        """The DC level: within the chip's read limit."""
+        ...
+
     def output(self, on: bool) -> None: ...
     def measure_current(self) -> float: ...
     def set_averaging(self, count: int) -> None: ...
-    def list_sweep(self, volts: np.ndarray, dwell_s: float) -> np.ndarray: ...
+
+    def list_sweep(self, volts: np.ndarray, dwell_s: float) -> np.ndarray:
+        """Source each point for ``dwell_s`` and measure (A). Points above read level
+        are pulses (program limit, ``dwell_s`` within the pulse-width limit); the
+        sweep ends at read level."""
+        ...
+
+    def pulse(self, volts: float, width_s: float) -> float:
+        """One programming pulse (program limit, pulse-width limit), then 0 V."""
+        ...
+
+    def form_pulse(self, volts: float, width_s: float) -> float:
+        """One forming pulse (forming voltage and width limits), then 0 V: the only
+        path for amplitudes above the program limit."""
+        ...
 
 
 @runtime_checkable

@@ -40,13 +40,33 @@ class SafetyLimits:
 
 
 def _finite(value: float, what: str) -> float:
+    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0:
+        raise SafetyError(f"{what} must be a number, got {_show(value)}")
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise SafetyError(f"{what} must be a number, got {value!r}") from None
+        raise SafetyError(f"{what} must be a number, got {_show(value)}") from None
     if not math.isfinite(value):
         raise SafetyError(f"{what} must be finite, got {value!r}")
     return value
+
+
+def _numbers(values, what: str) -> np.ndarray:
+    """``values`` as a float array; anything that is not numbers is refused."""
+    if isinstance(values, (str, bytes, bool, np.bool_)):
+        raise SafetyError(f"{what} must be numbers, got {_show(values)}")
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SafetyError(f"{what} must be numbers, got {_show(values)}") from None
+    if not np.all(np.isfinite(out)):
+        raise SafetyError(f"{what} contain NaN or infinity")
+    return out
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _up_to(value: float, limit: float, what: str, unit: str, why: str = "") -> float:
@@ -67,15 +87,27 @@ class SafetyGuard:
         return _up_to(volts, self.limits.max_read_voltage, "read voltage", "V",
                       " set by the chip's limits")
 
+    def dc_voltage(self, volts: float) -> float:
+        """A DC source level (an SMU's output while on): read level at most.
+
+        Anything above the read limit reaches a cell only as a timed pulse
+        (:meth:`pulses`, :meth:`forming`, :meth:`sweep`), never as a level left on.
+        """
+        v = _finite(volts, "DC source voltage")
+        if abs(v) > self.limits.max_read_voltage:
+            raise SafetyError(f"DC source voltage {v:g} V exceeds the read limit "
+                              f"{self.limits.max_read_voltage:g} V; higher levels only as "
+                              "timed pulses (pulse, form_pulse)")
+        return v
+
     @staticmethod
     def _peak(values: np.ndarray, what: str) -> float:
-        if not np.all(np.isfinite(values)):
-            raise SafetyError(f"{what} contain NaN or infinity")
+        values = _numbers(values, what)
         return float(np.abs(values).max()) if values.size else 0.0
 
     def input_voltages(self, x: np.ndarray) -> np.ndarray:
         """MVM inputs are read-level voltages on every row."""
-        x = np.asarray(x, dtype=np.float64)
+        x = _numbers(x, "MVM inputs")
         peak = self._peak(x, "MVM inputs")
         if peak > self.limits.max_read_voltage:
             raise SafetyError(f"MVM input {peak:g} V exceeds the read limit "
@@ -83,16 +115,22 @@ class SafetyGuard:
         return x
 
     def pulses(self, volts: np.ndarray, width) -> None:
-        volts = np.asarray(volts, dtype=np.float64)
+        volts = _numbers(volts, "pulse amplitudes")
         peak = self._peak(volts, "pulse amplitudes")
         if peak > self.limits.max_program_voltage:
             raise SafetyError(f"pulse amplitude {peak:g} V exceeds the program limit "
                               f"{self.limits.max_program_voltage:g} V")
-        w = np.asarray(width, dtype=np.float64)
+        if isinstance(width, (str, bytes)):
+            raise SafetyError(f"pulse widths must be numbers (seconds), got {_show(width)}")
+        try:
+            w = np.asarray(width, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SafetyError(f"pulse widths must be numbers (seconds), got "
+                              f"{_show(width)}") from None
         active = volts != 0
-        widths = w if w.ndim == 0 else w[active]
         if w.ndim and w.shape != volts.shape:
             raise SafetyError(f"widths have shape {w.shape}, amplitudes {volts.shape}")
+        widths = w if w.ndim == 0 else w[active]
         if not np.all(np.isfinite(widths)) or np.any(widths <= 0):
             raise SafetyError("pulse widths must be positive and finite (seconds)")
         longest = float(np.max(widths)) if np.size(widths) else 0.0
@@ -100,9 +138,40 @@ class SafetyGuard:
             raise SafetyError(f"pulse width {longest:g} s exceeds the limit "
                               f"{self.limits.max_pulse_width:g} s")
 
+    def forming_voltage(self, volts: float) -> float:
+        return _up_to(volts, self.limits.max_forming_voltage, "forming voltage", "V")
+
+    def forming_width(self, width: float) -> float:
+        return _up_to(width, self.limits.max_forming_width, "forming width", "s")
+
     def forming(self, volts: float, width: float) -> None:
-        _up_to(volts, self.limits.max_forming_voltage, "forming voltage", "V")
-        _up_to(width, self.limits.max_forming_width, "forming width", "s")
+        self.forming_voltage(volts)
+        self.forming_width(width)
+
+    def sweep(self, volts, dwell_s: float) -> np.ndarray:
+        """An SMU list sweep: every point lasts ``dwell_s``.
+
+        Points at read level may dwell as long as the instrument allows; any point
+        above it is a pulse: within the program limit, with ``dwell_s`` in
+        (0, max_pulse_width]. The last point must be at read level, so the sweep
+        never leaves the output above it.
+        """
+        v = _numbers(volts, "sweep points").ravel()
+        dwell = _finite(dwell_s, "sweep dwell")
+        lim = self.limits
+        peak = float(np.abs(v).max()) if v.size else 0.0
+        if peak > lim.max_program_voltage:
+            raise SafetyError(f"sweep point {peak:g} V exceeds the program limit "
+                              f"{lim.max_program_voltage:g} V (forming amplitudes only "
+                              "through form_pulse)")
+        if peak > lim.max_read_voltage and not 0 < dwell <= lim.max_pulse_width:
+            raise SafetyError(f"sweep points above the read limit {lim.max_read_voltage:g} V "
+                              f"are pulses: dwell {dwell:g} s must be in "
+                              f"(0, {lim.max_pulse_width:g}] s")
+        if v.size and abs(v[-1]) > lim.max_read_voltage:
+            raise SafetyError(f"a sweep must end at read level (at most "
+                              f"{lim.max_read_voltage:g} V), not {v[-1]:g} V")
+        return v
 
     def source_voltage(self, volts: float) -> float:
         v = _finite(volts, "source voltage")

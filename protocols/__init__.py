@@ -3,10 +3,12 @@
 Nothing here imports a driver, the simulator, h5py or click.
 """
 
-from protocols.response import AdaptiveResponse, PulseModel, ResponseModel
 from protocols.write_verify import (
+    AdaptiveResponse,
     IterationRecord,
     Progress,
+    PulseModel,
+    ResponseModel,
     WriteVerifyError,
     WriteVerifyParams,
     WriteVerifyResult,

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instruments.errors import UserError
 
-class WeightMappingError(ValueError):
+
+class WeightMappingError(UserError, ValueError):
     """Weights or window cannot be mapped (shape, NaN, empty window)."""
 
 

@@ -4,46 +4,30 @@ from __future__ import annotations
 
 import time
 
-from instruments.safety import SafetyGuard
-from instruments.session import VisaSession
+from instruments.drivers.base import Driver
 
 
-class WallClock:
-    """Real time: ``wait`` sleeps."""
+class WallClock(Driver):
+    """Real time: ``wait`` sleeps. Needs no instrument."""
 
     role = "clock"
-
-    def __init__(self, guard: SafetyGuard | None = None) -> None:
-        self.guard = guard
+    uses_session = False
 
     def identity(self) -> str:
         return "host wall clock"
 
     def wait(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"cannot wait a negative time ({seconds!r} s)")
-        time.sleep(seconds)
+        time.sleep(self.guard.wait(seconds))
 
     def now(self) -> float:
         return time.monotonic()
 
 
-class VirtualClock:
+class VirtualClock(Driver):
     """The simulator's virtual clock instrument (``:SYST:WAIT``, ``:SYST:TIME?``)."""
 
     role = "clock"
     session_options = {"error_query": ":SYST:ERR?"}
-
-    def __init__(self, session: VisaSession, guard: SafetyGuard) -> None:
-        self.session = session
-        self.guard = guard
-
-    @property
-    def transactions(self) -> int:
-        return self.session.transactions
-
-    def identity(self) -> str:
-        return self.session.query("*IDN?").strip()
 
     def wait(self, seconds: float) -> None:
         s = self.guard.wait(seconds)

@@ -6,52 +6,84 @@ definite-length blocks of little-endian float32 (uint8 for masks).
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 
-from instruments.errors import BadReply, InstrumentError, InstrumentReportedError
+from instruments.datasheet import ChipDatasheet
+from instruments.drivers.base import Driver, bool_mask, flat_cells, option_guarded, whole
+from instruments.errors import (
+    ArrayShapeError,
+    BadReply,
+    ControllerResetError,
+    InstrumentError,
+    InstrumentReportedError,
+)
 from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
+log = logging.getLogger("instruments.drivers.reference_array")
+
 BYTES_PER_SECOND = 1e6  # worst-case link speed used to scale timeouts
 MAX_READ_AVERAGES = 1024  # the reference board's limit (docs/array-controller-scpi.md)
+MAX_MVM_RANGE = 0.1  # A
 # one entry of :PULS:ARR:LIST?: cell index (row-major), signed volts, width (s)
 LIST_ENTRY = np.dtype([("index", "<u4"), ("volts", "<f4"), ("width", "<f4")])
 
-
-class ArrayShapeError(InstrumentError, ValueError):
-    """An array argument does not match the controller's array."""
+__all__ = ["ArrayShapeError", "ControllerResetError", "ReferenceArrayController"]
 
 
-class ReferenceArrayController:
-    """ArrayController role for boards that implement our reference SCPI set."""
+class ReferenceArrayController(Driver):
+    """ArrayController role for boards that implement our reference SCPI set.
+
+    Read voltage and forming settings default to the datasheet's; options given
+    are checked against the chip's limits when the driver is built. The driver
+    remembers what it configured (read voltage, read averaging, MVM range, the
+    board's pulse counter): after a reconnect it asks the board whether they
+    survived, and a board found reset is set up again before the next read
+    (reads change nothing on the chip, so a read made on defaults is repeated);
+    a pulse batch caught in a reset raises :class:`ControllerResetError`.
+    """
 
     role = "array"
     session_options = {"error_query": ":SYST:ERR?"}
+    stresses_device = True
 
-    def __init__(self, session: VisaSession, guard: SafetyGuard, *,
+    def __init__(self, session: VisaSession, guard: SafetyGuard,
+                 datasheet: ChipDatasheet | None = None, *, parts=None,
                  forming_voltage: float | None = None, forming_width: float | None = None,
                  read_voltage: float | None = None) -> None:
-        self.session = session
-        self.guard = guard
+        super().__init__(session, guard, datasheet, parts=parts)
+        if read_voltage is not None:
+            read_voltage = option_guarded("read_voltage", read_voltage, guard.read_voltage)
+        if forming_voltage is not None:
+            forming_voltage = option_guarded("forming_voltage", forming_voltage,
+                                             guard.forming_voltage)
+        if forming_width is not None:
+            forming_width = option_guarded("forming_width", forming_width,
+                                           guard.forming_width)
+        if datasheet is not None:
+            if read_voltage is None:
+                read_voltage = datasheet.window.read_voltage
+            if datasheet.forming.required:
+                forming_voltage = forming_voltage or datasheet.forming.voltage
+                forming_width = forming_width or datasheet.forming.width
         self.forming_voltage = forming_voltage
         self.forming_width = forming_width
         self.read_voltage = read_voltage
         self._shape: tuple[int, int] | None = None
-        self._batches: int | None = None
+        self._batches: int | None = None  # the board's :PULS:COUN? as last known
         self._configured = False
         self._averages = 1  # the board's state after power-on / *RST
+        self._mvm_range: float | None = None  # None: the board's default
+        self._averages_queryable = True  # False: a board without :CONF:READ:AVER
+        self._reconnects_seen = session.reconnects
 
     # -- identity and set-up ------------------------------------------------------
-    @property
-    def limits(self):
-        return self.guard.limits
-
-    @property
-    def transactions(self) -> int:
-        return self.session.transactions
-
-    def identity(self) -> str:
-        return self.session.query("*IDN?").strip()
+    def settings(self) -> dict:
+        return {"read_voltage": self.read_voltage, "read_averages": self._averages,
+                "forming_voltage": self.forming_voltage, "forming_width": self.forming_width}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -65,7 +97,13 @@ class ReferenceArrayController:
         self._configured = True
         if self.read_voltage is not None:
             self.configure_read_voltage(self.read_voltage)
-        self._batches = self.session.query(":PULS:COUN?", parse=int)
+        self._counter()
+
+    def _counter(self) -> int:
+        """The board's pulse-batch count as the driver last knew it (asked once)."""
+        if self._batches is None:
+            self._batches = self.session.query(":PULS:COUN?", parse=int)
+        return self._batches
 
     def configure_read_voltage(self, volts: float) -> None:
         v = self.guard.read_voltage(volts)
@@ -87,34 +125,83 @@ class ReferenceArrayController:
         self._averages = int(count)
 
     def set_mvm_range(self, amps: float) -> None:
-        if not 0 < amps <= 0.1:
-            raise ArrayShapeError(f"MVM range {amps!r} A must be in (0, 0.1]")
+        if not isinstance(amps, (int, float, np.number)) or isinstance(amps, bool) or not (
+                math.isfinite(amps) and 0 < amps <= MAX_MVM_RANGE):
+            raise ArrayShapeError(f"MVM range {amps!r} A must be in (0, {MAX_MVM_RANGE:g}]")
         self.session.write(f":MVM:RANG {amps:.6g}")
         self.session.check_errors("setting the MVM range")
+        self._mvm_range = float(amps)
 
     def _timeout(self, nbytes: int) -> float:
         return self.session.timeout_s + nbytes / BYTES_PER_SECOND
 
     def _mask(self, mask) -> np.ndarray:
-        mask = np.asarray(mask)
-        if mask.shape != self.shape or mask.dtype != bool:
-            raise ArrayShapeError(f"mask must be a boolean array of shape {self.shape}, "
-                                  f"got {mask.dtype} {mask.shape}")
-        return mask
+        return bool_mask(mask, self.shape)
+
+    # -- a board that restarted ---------------------------------------------------------
+    def _settings_lost(self) -> bool:
+        """Ask the board for the read settings the driver made; True if they are gone.
+
+        Only called after a reconnect (nothing is asked otherwise)."""
+        if not self._configured:
+            return False
+        if self._averages_queryable:
+            try:
+                averages = self.session.query(":CONF:READ:AVER?", parse=_int)
+            except InstrumentReportedError:  # a board without read averaging (averages=1)
+                self._averages_queryable = False
+            else:
+                if averages != self._averages:
+                    return True
+        if self.read_voltage is not None:
+            volts = self.session.query(":CONF:READ:VOLT?", parse=float)
+            if not math.isclose(volts, self.read_voltage, rel_tol=1e-4, abs_tol=1e-6):
+                return True
+        if self._mvm_range is not None:
+            amps = self.session.query(":MVM:RANG?", parse=float)
+            if not math.isclose(amps, self._mvm_range, rel_tol=1e-4):
+                return True
+        return False
+
+    def _reapply(self) -> None:
+        """Set a reset board up again as the driver had it, and learn its new counter."""
+        if self.read_voltage is not None:
+            self.session.write(f":CONF:READ:VOLT {self.read_voltage:.6g}")
+        if self._averages != 1:
+            self.session.write(f":CONF:READ:AVER {self._averages}")
+        if self._mvm_range is not None:
+            self.session.write(f":MVM:RANG {self._mvm_range:.6g}")
+        self.session.check_errors("setting up the array controller again after a reset")
+        self._batches = self.session.query(":PULS:COUN?", parse=int)
+
+    def _resync(self) -> bool:
+        """After a reconnect: if the board restarted (its pulse counter moved while no
+        batch was in flight, or the read settings are gone), set it up again and say
+        so (True), so a read just made on defaults is repeated."""
+        if self.session.reconnects == self._reconnects_seen or not self._configured:
+            return False
+        count = self.session.query(":PULS:COUN?", parse=int)
+        reset = (self._batches is not None and count != self._batches) or self._settings_lost()
+        if reset:
+            log.warning("%s: the array controller was reset (pulse counter %d, expected %s); "
+                        "setting it up again", self.session.name, count, self._batches)
+            self._reapply()
+        else:
+            self._batches = count
+        self._reconnects_seen = self.session.reconnects
+        return reset
+
+    def _idempotent(self, operation):
+        """Run a read-only ``operation``; once more if the board was found reset meanwhile."""
+        self._resync()
+        out = operation()
+        if self._resync():
+            out = operation()
+        return out
 
     # -- array operations -----------------------------------------------------------
     def _cells(self, cells) -> np.ndarray:
-        idx = np.asarray(cells)
-        rows, cols = self.shape
-        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise ArrayShapeError(f"cells must be a 1-D array of flat cell indices, got "
-                                  f"{idx.dtype} {idx.shape}")
-        idx = idx.astype(np.int64, copy=False)
-        if idx.size and (idx.min() < 0 or idx.max() >= rows * cols):
-            raise ArrayShapeError(f"cell indices must lie in 0..{rows * cols - 1}")
-        if np.unique(idx).size != idx.size:
-            raise ArrayShapeError("cell indices must not repeat")
-        return idx
+        return flat_cells(cells, self.shape)
 
     def _use_averages(self, averages: int | None) -> None:
         if averages is not None and _averages(averages) != self._averages:
@@ -126,25 +213,32 @@ class ReferenceArrayController:
         ``averages``: conversions the board averages per cell (None: as configured);
         a change costs one configuration write before the read.
         """
+        if averages is not None:
+            _averages(averages)
         self._setup()
         self._use_averages(averages)
         rows, cols = self.shape
         if mask is None:
-            values = self.session.query_block(
+            values = self._idempotent(lambda: self.session.query_block(
                 ":MEAS:ARR?", "f", timeout_s=self._timeout(4 * rows * cols),
-                parse=_expect(rows * cols))
+                parse=_expect(rows * cols)))
             return values.astype(np.float64).reshape(rows, cols)
         idx = np.flatnonzero(self._mask(mask))
         out = np.full(rows * cols, np.nan)
-        out[idx] = self.read_cells(idx, averages=averages)
+        out[idx] = self._idempotent(lambda: self._read_cells(idx))
         return out.reshape(rows, cols)
 
     def read_cells(self, cells: np.ndarray, averages: int | None = None) -> np.ndarray:
         """Conductances (S) of flat cell indices, in their order. One transaction: a
         list of indices when it moves fewer bytes than a mask, else a mask."""
+        if averages is not None:
+            _averages(averages)
         idx = self._cells(cells)
         self._setup()
         self._use_averages(averages)
+        return self._idempotent(lambda: self._read_cells(idx))
+
+    def _read_cells(self, idx: np.ndarray) -> np.ndarray:
         rows, cols = self.shape
         count = idx.size
         if count == 0:
@@ -171,7 +265,7 @@ class ReferenceArrayController:
         A batch is never sent twice: if the link fails mid-transaction the
         driver reconnects and asks the board how many batches it applied.
         """
-        volts = np.asarray(volts, dtype=np.float64)
+        volts = _floats(volts, "volts")
         if volts.shape != self.shape:
             raise ArrayShapeError(f"volts must have shape {self.shape}, got {volts.shape}")
         self.guard.pulses(volts, width)
@@ -183,8 +277,8 @@ class ReferenceArrayController:
         """One pulse on each listed cell (signed volts, width per cell or one). One
         transaction, as :meth:`pulse`."""
         idx = self._cells(cells)
-        v = np.asarray(volts, dtype=np.float64)
-        w = np.asarray(width, dtype=np.float64)
+        v = _floats(volts, "volts")
+        w = _floats(width, "width")
         if v.shape != idx.shape or (w.ndim and w.shape != idx.shape):
             raise ArrayShapeError(f"{idx.size} cells need {idx.size} amplitudes (and one "
                                   f"width or {idx.size}), got {v.shape} and {w.shape}")
@@ -206,6 +300,7 @@ class ReferenceArrayController:
         """One batch: ``volts`` and ``w`` (scalar, or per cell) over the whole array,
         ``active`` the cells with a non-zero amplitude."""
         self._setup()
+        self._resync()
         if w.ndim:
             w = w.ravel()
         full_bytes = 4 * volts.size * (1 if w.ndim == 0 else 2)
@@ -222,22 +317,46 @@ class ReferenceArrayController:
         else:
             command, dtype = ":PULS:ARR:WIDT? ", "f"
             payload = np.concatenate([volts, w]).astype("<f4")
-        before = self._batches
-        try:
-            count = self.session.query_with_block(
+        before = self._counter()
+
+        def send() -> int:
+            return self.session.query_with_block(
                 command, payload, dtype, parse=int, retry=False,
                 timeout_s=self._timeout(payload.nbytes))
-        except InstrumentError:
+
+        try:
+            count = send()
+        except InstrumentError as exc:
+            refused = isinstance(exc, InstrumentReportedError)  # the board said why: no reply
             self.session.reconnect()
             applied = self.session.query(":PULS:COUN?", parse=int)
-            if applied == before:  # the batch never arrived: send it once more
-                count = self.session.query_with_block(
-                    command, payload, dtype, parse=int, retry=False,
-                    timeout_s=self._timeout(payload.nbytes))
-            else:
+            if refused and applied == before:  # refused, not applied: nothing to send again
+                self._reconnects_seen = self.session.reconnects
+                raise
+            if applied not in (before, before + 1):
+                self._batches = applied  # the board counts from its reset again
+                raise ControllerResetError(
+                    f"{self.session.name}: the array controller was reset mid-run (pulse "
+                    f"counter {applied}, expected {before} or {before + 1}); the batch may "
+                    "not have been applied: re-read the array before going on") from None
+            # a board reset when the count was 0 looks like "never arrived": its read
+            # settings tell (a count of before + 1 cannot follow a reset)
+            if applied == before and self._settings_lost():
+                self._batches = None
+                raise ControllerResetError(
+                    f"{self.session.name}: the array controller was reset mid-run (pulse "
+                    f"counter {applied}, read settings back at defaults); the batch may "
+                    "not have been applied: re-read the array before going on") from None
+            self._reconnects_seen = self.session.reconnects
+            if applied == before + 1:
                 self._batches = applied
                 self.session.check_errors("a pulse batch whose reply was lost")
                 return -1  # applied; the board's count of switched cells was lost
+            try:  # the batch never arrived: send it once more
+                count = send()
+            except InstrumentError:
+                self._batches = None  # unknown now: asked again before the next batch
+                raise
         self._batches = before + 1
         return count
 
@@ -247,38 +366,40 @@ class ReferenceArrayController:
         rows, cols = self.shape
         single = x.ndim == 1
         x2 = np.atleast_2d(x)
-        if x2.ndim != 2 or x2.shape[1] != rows:
+        if x2.ndim != 2 or x2.shape[1] != rows or x2.shape[0] == 0:
             raise ArrayShapeError(f"x_volts must have shape ({rows},) or (n, {rows}), "
                                   f"got {x.shape}")
         self._setup()
-        out = self.session.query_block(
+        out = self._idempotent(lambda: self.session.query_block(
             ":MVM? ", "f", payload=x2.astype("<f4").ravel(), payload_dtype="f",
             timeout_s=self._timeout(4 * x2.size + 4 * x2.shape[0] * cols),
-            parse=_expect(x2.shape[0] * cols))
+            parse=_expect(x2.shape[0] * cols)))
         out = out.astype(np.float64).reshape(x2.shape[0], cols)
         return out[0] if single else out
 
     def form(self, voltage: float | None = None, width: float | None = None,
              mask: np.ndarray | None = None) -> int:
-        """Forming pulses on the array (or ``mask``); returns cells formed."""
+        """Forming pulses on the array (or ``mask``); returns cells formed. Never sent
+        twice: a lost reply is an error (the board counts no forming batches)."""
         v = self.forming_voltage if voltage is None else voltage
         w = self.forming_width if width is None else width
         if v is None or w is None:
             raise ArrayShapeError("no forming voltage/width given and none configured "
                                   "(chips whose spec needs no forming are not formed)")
         self.guard.forming(v, w)
-        command = f":FORM:ARR? {v:.6g},{w:.6g}"
-        if mask is None:
-            count = self.session.query(command, parse=int, timeout_s=self._timeout(0) + 10)
-        else:
+        v, w = float(v), float(w)
+        if mask is not None:
             mask = self._mask(mask)
+        command = f":FORM:ARR? {v:.6g},{w:.6g}"
+        # never repeated blindly: a forming batch whose reply is lost may have been applied
+        if mask is None:
+            count = self.session.query(command, parse=int, retry=False,
+                                       timeout_s=self._timeout(0) + 10)
+        else:
             count = self.session.query_with_block(
-                command + ",", mask.astype(np.uint8).ravel(), "B", parse=int,
+                command + ",", mask.astype(np.uint8).ravel(), "B", parse=int, retry=False,
                 timeout_s=self._timeout(mask.size) + 10)
         return count
-
-    def check(self) -> None:
-        self.session.check_errors()
 
 
 def _pair(reply: str) -> tuple[int, int]:
@@ -298,8 +419,22 @@ def _expect(count: int):
 
 
 def _averages(count) -> int:
-    if (isinstance(count, bool) or not isinstance(count, (int, float, np.integer))
-            or int(count) != count or not 1 <= count <= MAX_READ_AVERAGES):
-        raise ArrayShapeError(f"read averages {count!r} must be an integer in "
-                              f"1..{MAX_READ_AVERAGES}")
-    return int(count)
+    try:
+        return whole(count, "read averages", 1, MAX_READ_AVERAGES)
+    except InstrumentError as exc:
+        raise ArrayShapeError(str(exc)) from None
+
+
+def _int(reply: str) -> int:
+    return int(float(reply))
+
+
+def _floats(values, what: str) -> np.ndarray:
+    if isinstance(values, (str, bytes)):
+        raise ArrayShapeError(f"{what} must be an array of numbers, got {values!r}")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArrayShapeError(f"{what} must be an array of numbers") from None
+
+

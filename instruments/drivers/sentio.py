@@ -8,7 +8,9 @@ separates first. Commands follow the SENTIO remote command reference
 
 from __future__ import annotations
 
-from instruments.errors import BadReply, ContactError, ProberError
+from instruments.datasheet import ChipDatasheet
+from instruments.drivers.base import Driver, option_number, whole
+from instruments.errors import ArgumentError, BadReply, ContactError, ProberError
 from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
@@ -17,23 +19,24 @@ END_OF_ROUTE = 1 << 10
 CONTACT_ATTEMPTS = 2
 
 
-class SentioProber:
+class SentioProber(Driver):
+    """MPI SENTIO wafer prober: steps dies, makes contact, bins; its chuck is thermal."""
+
     role = "prober"
+    roles = ("prober", "thermal")  # the prober's chuck is the thermal controller
     session_options = {"error_query": None}
+    stresses_device = True
 
     def __init__(self, session: VisaSession, guard: SafetyGuard,
+                 datasheet: ChipDatasheet | None = None, *, parts=None,
                  settle_window_c: float = 0.5) -> None:
-        self.session = session
-        self.guard = guard
-        self.settle_window_c = settle_window_c
+        super().__init__(session, guard, datasheet, parts=parts)
+        self.settle_window_c = option_number("settle_window_c", settle_window_c, 0.01, 50.0,
+                                             "degC")
         self._remote = False
 
-    @property
-    def transactions(self) -> int:
-        return self.session.transactions
-
-    def identity(self) -> str:
-        return self.session.query("*IDN?").strip()
+    def settings(self) -> dict:
+        return {"settle_window_c": self.settle_window_c}
 
     def _cmd(self, text: str, timeout_s: float | None = None) -> str:
         if not self._remote:
@@ -47,13 +50,15 @@ class SentioProber:
     # -- Prober role ------------------------------------------------------------
     def goto(self, die) -> tuple[int, int]:
         """Separate, step to ``die`` (id, or (column, row)), make contact."""
-        self.separate()
         if isinstance(die, tuple):
-            x, y = die
-            reply = self._cmd(f"map:step_die {int(x)}, {int(y)}, 0", timeout_s=30)
+            if len(die) != 2:
+                raise ArgumentError(f"a die position is (column, row), got {die!r}")
+            x, y = whole(die[0], "die column"), whole(die[1], "die row")
+            step = f"map:step_die {x}, {y}, 0"
         else:
-            reply = self._cmd(f"map:step_die_seq {int(die)}, 0", timeout_s=30)
-        col, row = (int(v) for v in reply.split(",")[:2])
+            step = f"map:step_die_seq {whole(die, 'die number', 0)}, 0"
+        self.separate()
+        col, row = _position(self._cmd(step, timeout_s=30))
         self.contact()
         return col, row
 
@@ -72,13 +77,10 @@ class SentioProber:
         self._cmd("move_chuck_separation", timeout_s=30)
 
     def position(self) -> tuple[int, int]:
-        col, row = self._cmd("map:die:get_current_index").split(",")[:2]
-        return int(col), int(row)
+        return _position(self._cmd("map:die:get_current_index"))
 
     def set_bin(self, bin_number: int) -> None:
-        if not 0 <= int(bin_number) <= 255:
-            raise ValueError(f"bin {bin_number!r} must be within 0..255")
-        self._cmd(f"map:bins:set_bin {int(bin_number)}")
+        self._cmd(f"map:bins:set_bin {whole(bin_number, 'bin', 0, 255)}")
 
     # -- ThermalController role (the chuck) -------------------------------------------
     def set_temperature(self, celsius: float) -> None:
@@ -86,10 +88,10 @@ class SentioProber:
         self._cmd(f"status:set_chuck_temp {t:.2f}")
 
     def temperature(self) -> float:
-        return float(self._cmd("status:get_chuck_temp"))
+        return _celsius(self._cmd("status:get_chuck_temp"))
 
     def setpoint(self) -> float:
-        return float(self._cmd("status:get_chuck_temp_setpoint"))
+        return _celsius(self._cmd("status:get_chuck_temp_setpoint"))
 
     def settled(self) -> bool:
         state = self._cmd("status:get_chuck_thermo_state").strip()
@@ -105,3 +107,18 @@ def _parse(reply: str) -> tuple[int, str]:
     if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
         raise BadReply(f"unexpected prober reply {reply!r}")
     return int(parts[0]), parts[2]
+
+
+def _position(message: str) -> tuple[int, int]:
+    try:
+        col, row = (int(v) for v in message.split(",")[:2])
+    except ValueError:
+        raise ProberError(f"unexpected die position {message!r} from the prober") from None
+    return col, row
+
+
+def _celsius(message: str) -> float:
+    try:
+        return float(message)
+    except ValueError:
+        raise ProberError(f"unexpected temperature {message!r} from the prober") from None

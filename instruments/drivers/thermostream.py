@@ -5,27 +5,31 @@ The instrument needs >= 50 ms between commands; the session enforces it.
 
 from __future__ import annotations
 
+from instruments.datasheet import ChipDatasheet
+from instruments.drivers.base import Driver, option_number
+from instruments.errors import BadReply
 from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
 
-class ThermoStream:
+class ThermoStream(Driver):
+    """inTEST ThermoStream air forcer: set point, settle window, flow and head."""
+
     role = "thermal"
     session_options = {"error_query": "EROR?", "no_error": lambda r: r.strip() == "0",
                        "min_interval_s": 0.05}
+    stresses_device = True
 
-    def __init__(self, session: VisaSession, guard: SafetyGuard, window_c: float = 0.5) -> None:
-        self.session = session
-        self.guard = guard
-        self.window_c = window_c
+    def __init__(self, session: VisaSession, guard: SafetyGuard,
+                 datasheet: ChipDatasheet | None = None, *, parts=None,
+                 window_c: float = 0.5) -> None:
+        super().__init__(session, guard, datasheet, parts=parts)
+        # WNDW takes 0.1..9.9 degC (sent with one decimal)
+        self.window_c = option_number("window_c", window_c, 0.1, 9.9, "degC")
         self._started = False
 
-    @property
-    def transactions(self) -> int:
-        return self.session.transactions
-
-    def identity(self) -> str:
-        return self.session.query("*IDN?").strip()
+    def settings(self) -> dict:
+        return {"window_c": self.window_c}
 
     def start(self) -> None:
         self.session.write("HEAD down")
@@ -48,13 +52,17 @@ class ThermoStream:
             self.start()
 
     def temperature(self) -> float:
-        return self.session.query("TEMP?", parse=float)
+        return self.session.query("TEMP?", parse=_float)
 
     def setpoint(self) -> float:
-        return self.session.query("SETP?", parse=float)
+        return self.session.query("SETP?", parse=_float)
 
     def settled(self) -> bool:
         return bool(self.session.query("TECR?", parse=int) & 1)
 
-    def check(self) -> None:
-        self.session.check_errors()
+
+def _float(reply: str) -> float:
+    value = float(reply)  # a ValueError here is a garbled reply: the session asks again
+    if value != value:
+        raise BadReply(f"unexpected temperature {reply!r}")
+    return value

@@ -108,7 +108,7 @@ def test_bad_target_files(tmp_path):
 
 def test_bench_that_does_not_answer(tmp_path):
     config = tmp_path / "dead.toml"
-    config.write_text('[chip]\nspec = "rram"\n[roles.array]\ndriver = "reference-array"\n'
+    config.write_text('[chip]\ndatasheet = "rram"\n[roles.array]\ndriver = "reference-array"\n'
                       'resource = "TCPIP::127.0.0.1::9::SOCKET"\ntimeout_s = 0.3\n'
                       '[roles.clock]\ndriver = "wall-clock"\n')
     result = CliRunner().invoke(main, ["program", "--die", "3", "--bench", str(config),

@@ -104,8 +104,9 @@ def test_smu_and_switch_measure_one_cell(bench):
 def test_smu_switch_array_agrees_with_reference_controller(bench):
     ref = bench.array
     ref.form()
-    cell_by_cell = SmuSwitchArray(bench.smu, bench.switch, bench.guard, word_lines=4,
-                                  bit_lines=4, read_voltage=0.2,
+    cell_by_cell = SmuSwitchArray(None, bench.guard,
+                                  parts={"smu": bench.smu, "switch": bench.switch},
+                                  word_lines=4, bit_lines=4, read_voltage=0.2,
                                   first_bit_column=bench.simulation.wiring.word_lines)
     mask = np.zeros(ref.shape, bool)
     mask[:4, :4] = True
@@ -144,8 +145,9 @@ def test_averaged_reads_on_both_array_paths(bench):
     ref_one = spread(lambda n: bench.array.read(mask, averages=n)[:4, :4], 1)
     ref_avg = spread(lambda n: bench.array.read(mask, averages=n)[:4, :4], 16)
     assert ref_avg < 0.5 * ref_one
-    cell_by_cell = SmuSwitchArray(bench.smu, bench.switch, bench.guard, word_lines=4,
-                                  bit_lines=4, read_voltage=0.2,
+    cell_by_cell = SmuSwitchArray(None, bench.guard,
+                                  parts={"smu": bench.smu, "switch": bench.switch},
+                                  word_lines=4, bit_lines=4, read_voltage=0.2,
                                   first_bit_column=bench.simulation.wiring.word_lines)
     smu_one = spread(lambda n: cell_by_cell.read(averages=n), 1)
     smu_avg = spread(lambda n: cell_by_cell.read(averages=n), 16)

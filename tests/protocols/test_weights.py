@@ -7,7 +7,8 @@ import pytest
 
 import protocols
 from calib import open_bench
-from calib.programming import params_for
+from instruments.datasheet import load_datasheet
+from protocols.profiles import write_verify_params
 from protocols.weights import (
     WeightMappingError,
     map_weights,
@@ -60,8 +61,9 @@ def test_weight_round_trip_through_the_chip():
         bench.prober.goto(12)
         bench.array.form()
         targets, m = map_weights(w, 1 * US, 40 * US)
+        sheet = getattr(bench, "datasheet", None) or load_datasheet("rram").with_geometry(32, 32)
         result = protocols.write_verify(bench.array, targets, clock=bench.clock,
-                                        params=params_for(bench.chip_spec))
+                                        params=write_verify_params(sheet))
         truth = bench.simulation.chip.truth()
         held = weights_from_conductances(truth.g, m)
         read_back = weights_from_conductances(np.nan_to_num(result.final), m)

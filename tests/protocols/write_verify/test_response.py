@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protocols.response import RESET, SET, AdaptiveResponse, PulseModel
+from protocols.write_verify.response import RESET, SET, AdaptiveResponse, PulseModel
 
 US = 1e-6
 MODEL = PulseModel(v_max=4.0, w_max=100e-6)
@@ -180,3 +180,74 @@ def test_a_small_move_lost_in_noise_is_not_taken_for_a_stuck_cell():
     volts, width = model.pulse_for(idx, polarity, np.full(4, 5 * US), g)
     model.observe(idx, polarity, volts, width, np.zeros(4), g)
     assert np.all(model.quiet[SET] == 1) and np.all(model.factor[SET, :, 0] < -0.5)
+
+
+def learned_model(n=400, seed=7):
+    """A model after a pilot and two rounds of steps of its own, neither law frozen."""
+    cells, model = Cells(n, seed=seed), AdaptiveResponse(n, MODEL)
+    rng = np.random.default_rng(seed + 1)
+    first_steps(cells, model, n, rng)
+    for _ in range(2):
+        idx = np.arange(n)
+        g = cells.read(idx)
+        polarity = np.where(rng.random(n) < 0.5, RESET, SET)
+        volts, width = model.pulse_for(idx, polarity, rng.uniform(1, 6, n) * US, g)
+        cells.pulse(idx, polarity, volts, width)
+        moved = (cells.read(idx) - g) * np.where(polarity == SET, 1, -1)
+        model.observe(idx, polarity, volts, width, moved, g)
+    return cells, model, rng
+
+
+def assert_same_state(a, b):
+    arrays_a, arrays_b = a.to_arrays(), b.to_arrays()
+    assert arrays_a.keys() == arrays_b.keys()
+    for name, value in arrays_a.items():
+        assert np.array_equal(value, arrays_b[name], equal_nan=True), name
+
+
+def test_needs_pilot_until_a_law_is_fitted():
+    model = AdaptiveResponse(200, MODEL)
+    assert model.needs_pilot()
+    first_steps(Cells(200, seed=2), model, 200, np.random.default_rng(3))
+    assert not model.needs_pilot()
+
+
+@pytest.mark.parametrize("set_width_max", [None, 20e-6])
+def test_round_trip_restores_identical_pulse_choices(tmp_path, set_width_max):
+    """to_arrays() holds only arrays and plain numbers (an HDF5 group can keep them);
+    from_arrays() gives a model that chooses the same pulses and learns the same way."""
+    import dataclasses
+
+    h5py = pytest.importorskip("h5py")
+    cells, model, rng = learned_model()
+    model.model = dataclasses.replace(model.model, set_width_max=set_width_max)
+    assert model.law[SET] is not None and not all(model._frozen)
+    with h5py.File(tmp_path / "response.h5", "w") as f:
+        group = f.create_group("response")
+        for name, value in model.to_arrays().items():
+            group.create_dataset(name, data=value)
+    with h5py.File(tmp_path / "response.h5", "r") as f:
+        restored = AdaptiveResponse.from_arrays({k: v[()] for k, v in f["response"].items()})
+    assert restored.model == model.model and restored.law == model.law
+    assert_same_state(restored, model)
+    n = model.size
+    idx = np.arange(n)
+    for _ in range(3):  # same choices now, and after learning from the same steps
+        g = cells.read(idx)
+        polarity = np.where(rng.random(n) < 0.5, RESET, SET)
+        wanted = rng.uniform(1, 6, n) * US
+        volts, width = model.pulse_for(idx, polarity, wanted, g)
+        volts_r, width_r = restored.pulse_for(idx, polarity, wanted, g)
+        assert np.array_equal(volts, volts_r) and np.array_equal(width, width_r)
+        cells.pulse(idx, polarity, volts, width)
+        moved = (cells.read(idx) - g) * np.where(polarity == SET, 1, -1)
+        model.observe(idx, polarity, volts, width, moved, g)
+        restored.observe(idx, polarity, volts, width, moved, g)
+        assert_same_state(restored, model)
+
+
+def test_a_fresh_model_round_trips_too():
+    model = AdaptiveResponse(10, MODEL, initial_gain=3e-6, noise=0.5e-6)
+    restored = AdaptiveResponse.from_arrays(model.to_arrays())
+    assert restored.needs_pilot() and restored.initial_gain == 3e-6 and restored.noise == 0.5e-6
+    assert_same_state(restored, model)

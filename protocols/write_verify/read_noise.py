@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -42,3 +44,17 @@ class ReadNoise:
         if self.fit is None:
             return None
         return self.fit[0] + self.fit[1] * np.abs(g)
+
+    def to_arrays(self) -> dict[str, Any]:
+        """The running sums and the fit (NaN: none yet) as numpy arrays, for an HDF5
+        group; :meth:`from_arrays` restores them exactly."""
+        fit = (np.nan, np.nan) if self.fit is None else self.fit
+        return {"sums": self.sums.copy(), "fit": np.array(fit, np.float64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> ReadNoise:
+        noise = cls()
+        noise.sums = np.array(arrays["sums"], np.float64).reshape(5)
+        fit = np.asarray(arrays["fit"], np.float64)
+        noise.fit = None if np.any(np.isnan(fit)) else (float(fit[0]), float(fit[1]))
+        return noise

@@ -11,8 +11,8 @@ plug in an oracle with the true parameters through the same interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class ResponseModel(Protocol):
     def at_max_drive(self, volts: np.ndarray, width: np.ndarray,
                      polarity: np.ndarray) -> np.ndarray:
         """Whether a pulse is the strongest the model may send."""
+        ...
+
+    def needs_pilot(self) -> bool:
+        """Whether the model has learned nothing yet, so the first pulses should go to a
+        pilot batch of cells whose steps teach it the population's response."""
         ...
 
 
@@ -130,6 +135,7 @@ class AdaptiveResponse:
     EKF_ITERATIONS = 3
     UNCERTAIN_AIM = 0.6  # aim shortening per unit of the factors' summed variance
     MAX_LOG_FACTOR = 3.0  # learning keeps per-cell factors within e^-3..e^3
+    FORMAT = 1  # of to_arrays()
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
                  noise: float = 0.4e-6) -> None:
@@ -322,3 +328,57 @@ class AdaptiveResponse:
     def at_max_drive(self, volts, width, polarity=None):
         cap = self.model.w_max if polarity is None else self.model.width_cap(polarity)
         return (volts >= self.model.v_max - 1e-9) & (width >= cap * (1 - 1e-9))
+
+    def needs_pilot(self) -> bool:
+        return self.law == [None, None]
+
+    @property
+    def size(self) -> int:
+        """Cells the model covers (the array's, flat)."""
+        return self.factor.shape[1]
+
+    # -- persistence ----------------------------------------------------------------
+    def to_arrays(self) -> dict[str, Any]:
+        """The whole learned state as numpy arrays and plain numbers (an HDF5 group's
+        datasets and attributes); :meth:`from_arrays` restores it exactly."""
+        out: dict[str, Any] = {"format": self.FORMAT, "noise": float(self.noise),
+                               "initial_gain": float(self.initial_gain)}
+        for name, value in asdict(self.model).items():  # None (no SET width cap) -> NaN
+            out[f"pulse_model.{name}"] = np.nan if value is None else float(value)
+        out.update(factor=self.factor.copy(), cov=self.cov.copy(), quiet=self.quiet.copy(),
+                   prior_factor=self.prior_factor.copy(),
+                   law=np.array([(np.nan, np.nan) if law is None else law for law in self.law]),
+                   count=np.array(self._count, np.int64), fits=np.array(self._fits, np.int64),
+                   frozen=np.array(self._frozen, bool))
+        for p, name in ((SET, "set"), (RESET, "reset")):
+            samples = self._samples[p]
+            out[f"samples.{name}"] = (np.concatenate(samples, axis=1) if samples
+                                      else np.empty((3, 0)))
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> AdaptiveResponse:
+        """The model :meth:`to_arrays` saved (from a dict, or an HDF5 group read back)."""
+        if int(arrays["format"]) != cls.FORMAT:
+            raise ValueError(f"response model format {arrays['format']!r}, expected "
+                             f"{cls.FORMAT}")
+        fields: dict[str, Any] = {}
+        for name in PulseModel.__dataclass_fields__:
+            value = float(arrays[f"pulse_model.{name}"])
+            fields[name] = None if name == "set_width_max" and np.isnan(value) else value
+        factor = np.array(arrays["factor"], np.float64)
+        model = cls(factor.shape[1], PulseModel(**fields),
+                    initial_gain=float(arrays["initial_gain"]), noise=float(arrays["noise"]))
+        model.factor = factor
+        model.cov = np.array(arrays["cov"], np.float64)
+        model.quiet = np.array(arrays["quiet"], np.int16)
+        model.prior_factor = np.array(arrays["prior_factor"], np.float64)
+        model.law = [None if np.isnan(r) else (float(r), float(b))
+                     for r, b in np.asarray(arrays["law"], np.float64)]
+        model._count = [int(c) for c in arrays["count"]]
+        model._fits = [int(c) for c in arrays["fits"]]
+        model._frozen = [bool(f) for f in arrays["frozen"]]
+        for p, name in ((SET, "set"), (RESET, "reset")):
+            samples = np.array(arrays[f"samples.{name}"], np.float64).reshape(3, -1)
+            model._samples[p] = [samples] if samples.shape[1] else []
+        return model

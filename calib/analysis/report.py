@@ -19,10 +19,15 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not str(path).strip():
+        raise DieStoreError("give a die file, not an empty name")
     store = DieStore(path)
     if not store.path.exists():
         raise DieStoreError(f"{path}: no such die file")
     runs = store.runs()
+    # read every run first: a die file that cannot be read leaves no report folder behind
+    data = {info.run_id: store.read_run(info.run_id) for info in runs
+            if info.protocol == "write_verify" and info.status == "complete"}
     out = Path(out_dir) if out_dir else store.path.with_name(store.path.stem + "_report")
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"die file {store.path}", f"wafer {store.wafer}, die {store.die_id}",
@@ -35,7 +40,7 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
             if info.attrs.get("error"):
                 lines.append(f"    error: {info.attrs['error']}")
             continue
-        run = store.read_run(info.run_id)
+        run = data[info.run_id]
         s = run.get("summary", {})
         params = run.get("params", {})
         tol = params.get("tolerance", 1e-6)

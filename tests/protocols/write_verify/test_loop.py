@@ -1,4 +1,4 @@
-"""Write-verify scored against the simulator's ground truth, never its own reads."""
+"""The write-verify loop scored against the simulator's ground truth, never its own reads."""
 
 from __future__ import annotations
 
@@ -7,16 +7,30 @@ import pytest
 
 import protocols
 from calib import open_bench
-from calib.programming import params_for
-from protocols.write_verify import WriteVerifyError
+from instruments.datasheet import load_datasheet
+from protocols.profiles import write_verify_params
+from protocols.write_verify import CellStatus, WriteVerifyError
 
 US = 1e-6
+
+
+def datasheet_of(bench):
+    """The bench's chip datasheet (the wiring's, or the bundled one of its preset)."""
+    sheet = getattr(bench, "datasheet", None)
+    if sheet is None:
+        rows, cols = bench.array.shape
+        sheet = load_datasheet(bench.config.chip).with_geometry(rows, cols)
+    return sheet
+
+
+def params_of(bench, **options):
+    return write_verify_params(datasheet_of(bench), **options)
 
 
 def programmed_bench(size=64, chip="rram", seed=7, die=12):
     bench = open_bench(rows=size, cols=size, chip=chip, seed=seed)
     bench.prober.goto(die)
-    if bench.chip_spec.forming.required:
+    if datasheet_of(bench).forming.required:
         bench.array.form()
     return bench
 
@@ -32,7 +46,7 @@ def run64():
     target = np.random.default_rng(1).uniform(1 * US, 40 * US, bench.array.shape)
     events = []
     result = protocols.write_verify(bench.array, target, tolerance=1 * US, clock=bench.clock,
-                                    params=params_for(bench.chip_spec), progress=events.append)
+                                    params=params_of(bench), progress=events.append)
     truth = bench.simulation.chip.truth()
     yield bench, target, result, truth, events
     bench.close()
@@ -153,7 +167,7 @@ def test_pcm_programs_within_band_for_most_cells():
     with programmed_bench(size=32, chip="pcm") as bench:
         target = np.random.default_rng(2).uniform(2 * US, 20 * US, bench.array.shape)
         protocols.write_verify(bench.array, target, clock=bench.clock,
-                               params=params_for(bench.chip_spec))
+                               params=params_of(bench))
         truth = bench.simulation.chip.truth()
         ok = responsive(truth, target)
         assert (np.abs(truth.g - target) <= 1 * US)[ok].mean() >= 0.95
@@ -165,7 +179,7 @@ def test_pcm_stuck_cells_are_not_taken_for_saturated_ones():
     with programmed_bench(size=128, chip="pcm") as bench:
         target = np.random.default_rng(2).uniform(2 * US, 20 * US, bench.array.shape)
         result = protocols.write_verify(bench.array, target, clock=bench.clock,
-                                        params=params_for(bench.chip_spec))
+                                        params=params_of(bench))
         truth = bench.simulation.chip.truth()
     assert truth.stuck.sum() > 100
     assert not np.any(result.unreachable & truth.stuck)
@@ -176,13 +190,13 @@ def test_pcm_stuck_cells_are_not_taken_for_saturated_ones():
 def test_targets_at_the_window_floor_finish_promptly():
     """Half the example layer's cells rest at g_min: stuck cells reading ~0 sit on the
     band edge there and must still be classified, not cycle until the iteration cap."""
-    from calib.programming import make_targets
+    from calib.jobs.targets import make_targets
 
     with programmed_bench() as bench:
-        w = bench.chip_spec.window
+        w = datasheet_of(bench).window
         targets = make_targets(bench.array.shape, w.g_min, w.g_max).values
         result = protocols.write_verify(bench.array, targets, clock=bench.clock,
-                                        params=params_for(bench.chip_spec))
+                                        params=params_of(bench))
         truth = bench.simulation.chip.truth()
     assert result.iterations < 120
     assert result.exhausted.sum() == 0
@@ -205,7 +219,17 @@ class _NoisyFrozenArray:
         noisy = self.g + self.sigma * self.rng.standard_normal(self.shape)
         return noisy if mask is None else np.where(mask, noisy, np.nan)
 
+    def read_cells(self, cells, averages=None):
+        self.transactions += 1
+        noisy = self.g + self.sigma * self.rng.standard_normal(self.shape)
+        return noisy.ravel()[cells]
+
     def pulse(self, volts, width=1e-6):
+        self.transactions += 1
+        self.pulsed += int(np.count_nonzero(volts))
+        return int(np.count_nonzero(volts))
+
+    def pulse_cells(self, cells, volts, width=1e-6):
         self.transactions += 1
         self.pulsed += int(np.count_nonzero(volts))
         return int(np.count_nonzero(volts))
@@ -214,9 +238,10 @@ class _NoisyFrozenArray:
 def test_reads_just_outside_the_band_are_confirmed_before_a_pulse():
     """With read noise known to be 0.5 uS, a read 1.2 uS off target (band +-1 uS) may be
     noise: the cell is re-read before anything is sent; 2 uS off is pulsed."""
-    from protocols.response import AdaptiveResponse
-    from protocols.write_verify import ACTIVE, CONFIRM, WriteVerifyParams, _Loop
+    from protocols.write_verify import AdaptiveResponse, WriteVerifyParams
+    from protocols.write_verify.loop import _Loop
 
+    ACTIVE, CONFIRM = CellStatus.ACTIVE, CellStatus.CONFIRM
     target = np.full((16, 16), 20 * US)
     for offset, z, expected in ((1.2, 1.0, CONFIRM), (1.2, 0.0, ACTIVE), (2.0, 1.0, ACTIVE)):
         array = _NoisyFrozenArray(target + offset * US, 0.0)
@@ -229,20 +254,6 @@ def test_reads_just_outside_the_band_are_confirmed_before_a_pulse():
         assert (array.pulsed == 0) == (expected == CONFIRM)
 
 
-def test_read_noise_is_learned_from_repeat_reads():
-    from protocols.read_noise import ReadNoise
-
-    rng = np.random.default_rng(0)
-    noise = ReadNoise()
-    for _ in range(40):  # in batches, as the loop feeds it
-        g = rng.uniform(1 * US, 40 * US, 500)
-        sigma = 0.02 * US + 0.01 * g
-        noise.add(g, sigma * np.sqrt(2) * rng.standard_normal(g.size))  # r2 - r1
-    a, b = noise.fit
-    assert a == pytest.approx(0.02 * US, abs=0.02 * US) and b == pytest.approx(0.01, rel=0.05)
-    assert noise.count == 20000
-
-
 def test_a_dead_die_is_reported_unresponsive_not_exhausted():
     """Die 5 of the simulated wafer is dead (no cell moves): no response law can be
     fitted, and the prior's drive must still climb until each cell is classified."""
@@ -250,7 +261,7 @@ def test_a_dead_die_is_reported_unresponsive_not_exhausted():
         assert bench.simulation.chip.truth().stuck.all()
         target = np.random.default_rng(3).uniform(5 * US, 40 * US, bench.array.shape)
         result = protocols.write_verify(bench.array, target, clock=bench.clock,
-                                        params=params_for(bench.chip_spec))
+                                        params=params_of(bench))
     assert result.unresponsive.all()
     assert result.exhausted.sum() == 0 and result.pulses.max() <= 12
 
@@ -266,3 +277,44 @@ def test_a_reset_waits_for_more_confirm_reads_when_asked():
                                         max_confirm_reads_reset=reads)
         resets[reads], accepted[reads] = array.pulsed, result.converged.mean()
     assert resets[16] < 0.7 * resets[4] and accepted[16] > accepted[4] + 0.1
+
+
+def test_a_second_call_carries_on_with_what_the_first_learned():
+    """The result carries the response model and read-noise fit; given to the next call
+    on the die, they are used as they are (no pilot) and keep learning."""
+    with programmed_bench() as bench:
+        params = params_of(bench)
+        rng = np.random.default_rng(8)
+        first = protocols.write_verify(bench.array, rng.uniform(1 * US, 40 * US, (64, 64)),
+                                       clock=bench.clock, params=params)
+        assert first.response is not None and not first.response.needs_pilot()
+        assert first.read_noise is not None and first.read_noise.fit is not None
+        count = first.read_noise.count
+        target = rng.uniform(1 * US, 40 * US, (64, 64))
+        second = protocols.write_verify(bench.array, target, clock=bench.clock, params=params,
+                                        response=first.response, read_noise=first.read_noise)
+        truth = bench.simulation.chip.truth()
+    # the first run's first batch is the pilot: a few cells; the second's goes to all
+    assert first.history[0].pulsed < 0.1 * first.cells
+    assert second.history[0].pulsed > 0.5 * second.cells
+    assert second.response is first.response and second.read_noise is first.read_noise
+    assert second.read_noise.count > count
+    ok = responsive(truth, target)
+    assert (np.abs(truth.g - target) <= 1 * US)[ok].mean() >= 0.995
+
+
+def test_a_response_model_of_another_size_is_refused():
+    from protocols.write_verify import AdaptiveResponse, PulseModel
+
+    array = _NoisyFrozenArray(np.full((4, 4), 20 * US), 0.0)
+    with pytest.raises(WriteVerifyError, match="16"):
+        protocols.write_verify(array, np.full((4, 4), 10 * US),
+                               response=AdaptiveResponse(9, PulseModel()))
+
+
+def test_an_endless_relaxation_wait_is_refused_before_anything_is_sent():
+    array = _NoisyFrozenArray(np.full((4, 4), 20 * US), 0.0)
+    for wait in (np.inf, np.nan, -1.0):
+        with pytest.raises(WriteVerifyError, match="relax_wait_s"):
+            protocols.write_verify(array, np.full((4, 4), 10 * US), relax_wait_s=wait)
+    assert array.transactions == 0

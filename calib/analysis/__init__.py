@@ -1,0 +1,1 @@
+"""Offline analysis of die files: reports (then wafer maps)."""

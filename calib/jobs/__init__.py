@@ -1,0 +1,9 @@
+"""Jobs: inputs -> protocol -> a recorded run in the die file. One module per job."""
+
+from calib.jobs.form import form_pristine
+from calib.jobs.program import ProgramOptions, program_die
+from calib.jobs.run import JobInterrupted, Run, recorded_run
+from calib.jobs.targets import PATTERNS, ProgramInputError, Targets, make_targets
+
+__all__ = ["PATTERNS", "JobInterrupted", "ProgramInputError", "ProgramOptions", "Run",
+           "Targets", "form_pristine", "make_targets", "program_die", "recorded_run"]

@@ -1,0 +1,163 @@
+"""The programming job behind ``calib program``: step to a die, form, write-verify, record.
+
+Every option is checked before the first byte reaches an instrument, and
+before forming (irreversible). Kept apart from the CLI so scripts and wafer
+sweeps call :func:`program_die` directly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import protocols
+from calib.jobs.form import form_pristine
+from calib.jobs.run import recorded_run
+from calib.jobs.targets import ProgramInputError, Targets
+from calib.store import DieStore, DieStoreError, die_path
+from protocols.profiles import write_verify_params
+from protocols.weights import weights_from_conductances
+
+
+@dataclass(frozen=True)
+class ProgramOptions:
+    """What a user may set. Siemens and seconds; None = the datasheet's technology default."""
+
+    tolerance: float = 1e-6  # half-width of the band, S
+    max_pulses: int | None = None  # per cell
+    relax_wait_s: float | None = None  # fixed wait before each touch-up (0: no touch-up)
+    read_averages: int | None = None  # conversions per verify read, on the instrument
+    form: bool | None = None  # None: form when the datasheet says the chip needs it
+
+    def params(self, datasheet) -> protocols.WriteVerifyParams:
+        """The protocol's parameters; raises a one-line error naming a bad option."""
+        tol = self.tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (
+                math.isfinite(tol) and 0 < tol < 1e-3):
+            raise ProgramInputError(f"--tolerance {tol!r} S is not a plausible band "
+                                    "(siemens: 1 uS is 1e-6)")
+        return write_verify_params(datasheet, tolerance=float(tol), max_pulses=self.max_pulses,
+                                   relax_wait_s=self.relax_wait_s,
+                                   read_averages=self.read_averages)
+
+
+CHECKPOINT_WALL_S = 60.0  # a long run saves its per-cell state at least this often (wall)
+CHECKPOINT_BENCH_S = 600.0  # ... and every this many seconds of bench time
+
+
+class Checkpoints:
+    """Saves a long run's per-cell state as the ``checkpoint`` artifact of its run, so
+    an hour of bench work killed at 59 minutes leaves 59 minutes of it in the die file."""
+
+    def __init__(self, run, progress=None, wall_s: float | None = None,
+                 bench_s: float | None = None) -> None:
+        self.run, self.progress = run, progress
+        self.wall_s = CHECKPOINT_WALL_S if wall_s is None else wall_s
+        self.bench_s = CHECKPOINT_BENCH_S if bench_s is None else bench_s
+        self.last_wall, self.last_bench = time.monotonic(), 0.0
+        self.saved = 0
+
+    def __call__(self, p) -> None:
+        if self.progress is not None:
+            self.progress(p)
+        now = time.monotonic()
+        due = (now - self.last_wall >= self.wall_s
+               or p.bench_time_s - self.last_bench >= self.bench_s)
+        if not due or p.snapshot is None:
+            return
+        partial = p.snapshot()
+        status = np.select([partial.converged, partial.unresponsive, partial.unreachable],
+                           [1, 2, 3], 0).astype(np.int8)
+        self.run.save_artifact("checkpoint", {
+            "target": partial.target, "estimate": partial.final, "pulses": partial.pulses,
+            "status": status}, {"iteration": p.iteration, "phase": p.phase,
+                                "bench_time_s": p.bench_time_s, "settled": p.settled,
+                                "status_codes": "0 pending, 1 converged, 2 unresponsive, "
+                                                "3 unreachable"})
+        self.last_wall, self.last_bench = time.monotonic(), p.bench_time_s
+        self.saved += 1
+
+
+def wafer_name(bench, override: str | None = None) -> str:
+    return override or bench.wafer_name or "wafer"
+
+
+def _writable_store(results: str | Path, wafer: str, die: int) -> DieStore:
+    store = DieStore(die_path(results, wafer, die), wafer, die)
+    folder = store.path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DieStoreError(f"cannot create results folder {folder}: "
+                            f"{exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DieStoreError(f"results folder {folder} is not writable")
+    return store
+
+
+def program_die(bench, die: int, targets: Targets, options: ProgramOptions = ProgramOptions(),
+                *, results: str | Path = "calib-results", wafer: str | None = None,
+                progress: Callable[[protocols.Progress], None] | None = None) -> dict:
+    """Step to ``die``, form if needed, write-verify ``targets``, record the run."""
+    if bench.array is None:
+        raise ProgramInputError("this bench has no array controller ([roles.array])")
+    if isinstance(die, bool) or not isinstance(die, (int, np.integer)) or die < 0:
+        raise ProgramInputError(f"--die {die!r}: expected a die id, a whole number >= 0")
+    sheet = bench.datasheet
+    params = options.params(sheet)
+    if targets.values.shape != sheet.shape:
+        raise ProgramInputError(f"targets are {targets.values.shape}, the chip is "
+                                f"{sheet.shape} (datasheet {sheet.name})")
+    store = _writable_store(results, wafer_name(bench, wafer), int(die))
+    # -- the first bytes to the instruments ------------------------------------
+    if bench.prober is not None:
+        bench.prober.goto(int(die))
+    shape = tuple(bench.array.shape)
+    if shape != sheet.shape:
+        raise ProgramInputError(f"the array controller reports {shape[0]} x {shape[1]} cells, "
+                                f"the datasheet {sheet.shape[0]} x {sheet.shape[1]}: check the "
+                                "bench config's datasheet")
+    if sheet.forming.required and options.form is not False:
+        form_pristine(bench, store)
+    run_params = {**asdict(params), "target_source": targets.source}
+    if targets.mapping is not None:
+        run_params["weight_mapping"] = asdict(targets.mapping)
+    with recorded_run(bench, store, "write_verify", run_params, die=int(die)) as run:
+        result = protocols.write_verify(bench.array, targets.values, clock=bench.clock,
+                                        params=params, progress=Checkpoints(run, progress))
+        summary = {"die": int(die), **result.summary(), "file": str(store.path),
+                   "run": run.id}
+        response = getattr(result, "response", None)
+        if response is not None and hasattr(response, "to_arrays"):
+            run.save_artifact("response_model", response.to_arrays())
+        noise = getattr(result, "read_noise", None)
+        if noise is not None and hasattr(noise, "to_arrays"):
+            run.save_artifact("read_noise", noise.to_arrays())
+        run.finish(_arrays(result, targets), summary, bench_time_s=result.bench_time_s)
+    return summary
+
+
+def _arrays(result, targets: Targets) -> dict[str, np.ndarray]:
+    arrays = {
+        "target": result.target, "final": result.final, "pulses": result.pulses,
+        "converged": result.converged, "unresponsive": result.unresponsive,
+        "unreachable": result.unreachable, "exhausted": result.exhausted,
+        "history": np.array(
+            [(h.iteration, h.phase.encode(), h.active, h.pulsed, h.converged, h.transactions,
+              h.bench_time_s) for h in result.history],
+            dtype=[("iteration", "i4"), ("phase", "S10"), ("active", "i4"), ("pulsed", "i4"),
+                   ("converged", "i4"), ("transactions", "i4"), ("bench_time_s", "f8")]),
+    }
+    if targets.mapping is not None:
+        m = targets.mapping
+        arrays["weights_target"] = weights_from_conductances(
+            np.nan_to_num(result.target, nan=m.g_min), m)
+        arrays["weights_achieved"] = weights_from_conductances(
+            np.nan_to_num(result.final, nan=m.g_min), m)
+    return arrays

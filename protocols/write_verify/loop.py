@@ -1,0 +1,447 @@
+"""The write-verify loop, array-parallel, in named phases.
+
+* **program**: iterations until every targeted cell is settled. Each one reads
+  every cell still in play in one transaction and pulses all that need it in
+  one more, through the array role's flat cell lists:
+
+  - *verify*: read; judge probed cells; learn from the last batch's steps;
+  - *confirm*: a cell that read inside the band is re-read, unpulsed, until the
+    mean of its reads is clearly accepted or clearly out;
+  - *judge*: active cells near the band go to confirmation, stalled ones are
+    classified (probe, unreachable), those over budget are exhausted;
+  - *pilot*: while the response model has learned nothing, the first batch goes
+    to a random few cells whose steps teach it the population's response;
+  - *pulse*: polarity from the sign of the error, amplitude and width from the
+    response model; probes get one opposite-polarity pulse.
+* **touch-up**: after a relaxation wait (clock role), re-read the converged
+  cells and program again those that left the band.
+
+Uses only the ArrayController and Clock roles: no instrument, file or print.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from protocols.write_verify.params import WriteVerifyError, WriteVerifyParams
+from protocols.write_verify.read_noise import ReadNoise
+from protocols.write_verify.response import (
+    RESET,
+    SET,
+    AdaptiveResponse,
+    PulseModel,
+    ResponseModel,
+)
+from protocols.write_verify.result import IterationRecord, Progress, WriteVerifyResult
+from protocols.write_verify.status import IN_PLAY, SETTLED, CellStatus
+
+IDLE, ACTIVE, CONVERGED = CellStatus.IDLE, CellStatus.ACTIVE, CellStatus.CONVERGED
+UNRESPONSIVE, UNREACHABLE = CellStatus.UNRESPONSIVE, CellStatus.UNREACHABLE
+EXHAUSTED, CONFIRM, PROBE = CellStatus.EXHAUSTED, CellStatus.CONFIRM, CellStatus.PROBE
+
+
+def write_verify(
+    array,
+    target_siemens: np.ndarray,
+    tolerance: float | None = None,
+    clock=None,
+    params: WriteVerifyParams | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    response: ResponseModel | None = None,
+    read_noise: ReadNoise | None = None,
+    **overrides,
+) -> WriteVerifyResult:
+    """Program ``target_siemens`` (NaN = leave alone) onto ``array``.
+
+    ``tolerance`` (S) and any field of :class:`WriteVerifyParams` may be given
+    as keywords. ``clock`` (Clock role) is needed for the relaxation wait and
+    for bench time; without one, no wait happens and bench time is 0.
+    ``response``: the per-cell response model to start from (None: a fresh
+    :class:`AdaptiveResponse`; a previous result's ``response`` to carry on
+    what it learned, no pilot then; the benchmarks' oracle). ``read_noise``:
+    likewise the read-noise fit. Both are updated in place and returned in the
+    result.
+    """
+    params = _with_overrides(params or WriteVerifyParams(), tolerance, overrides)
+    shape = tuple(array.shape)
+    flat_t = _checked_target(target_siemens, shape)
+    n = flat_t.size
+    model = _pulse_model_for(array, params)
+    if response is None:
+        response = AdaptiveResponse(n, model, initial_gain=params.initial_gain,
+                                    noise=params.verify_noise)
+    elif getattr(response, "size", n) != n:
+        raise WriteVerifyError(f"the response model covers {response.size} cells, the array "
+                               f"has {n}")
+    loop = _Loop(array, clock, params, response, flat_t, np.isfinite(flat_t), shape, progress,
+                 read_noise)
+    loop.program()
+    loop.touch_up()
+    return loop.result()
+
+
+def _with_overrides(params: WriteVerifyParams, tolerance: float | None,
+                    overrides: dict) -> WriteVerifyParams:
+    if tolerance is not None:
+        overrides["tolerance"] = tolerance
+    if not overrides:
+        return params
+    try:
+        return replace(params, **overrides)
+    except TypeError as exc:
+        raise WriteVerifyError(str(exc)) from None
+
+
+def _checked_target(target_siemens: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The targets, flat; finite and non-negative, or NaN (skip), at least one."""
+    target = np.asarray(target_siemens, dtype=np.float64)
+    if target.shape != shape:
+        raise WriteVerifyError(f"target has shape {target.shape}, the array is {shape}")
+    if np.any(np.isinf(target)) or np.any(target[np.isfinite(target)] < 0):
+        raise WriteVerifyError("targets must be finite, non-negative conductances (NaN = skip)")
+    flat_t = target.ravel()
+    if not np.isfinite(flat_t).any():
+        raise WriteVerifyError("no cell has a target (all NaN)")
+    return flat_t
+
+
+def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
+    """Cap the pulse model at the controller's limits."""
+    model = params.pulse_model
+    limits = getattr(array, "limits", None)
+    if limits is None:
+        return model
+    return replace(model, v_max=min(model.v_max, limits.max_program_voltage),
+                   w_max=min(model.w_max, limits.max_pulse_width))
+
+
+class _Loop:
+    """The state of one run: per-cell arrays over the flat array, and the phases."""
+
+    def __init__(self, array, clock, params, response, flat_t, targeted, shape, progress,
+                 read_noise: ReadNoise | None = None):
+        self.array, self.clock, self.p = array, clock, params
+        self.response = response
+        self.t, self.targeted, self.shape = flat_t, targeted, shape
+        self.progress = progress
+        self.accept = params.tolerance * params.accept_fraction  # fixed acceptance half-width
+        self.move_eps = params.move_fraction * params.tolerance  # "moved", S
+        n = flat_t.size
+        self.status = np.where(targeted, ACTIVE, IDLE).astype(np.int8)
+        self.g = np.full(n, np.nan)  # best verify estimate
+        self.pulses = np.zeros(n, np.int32)
+        self.stalls = np.zeros(n, np.int16)
+        self.max_move = np.zeros(n)  # largest move in the pulsed direction, S
+        self.g_probe = np.full(n, np.nan)  # read before a probe pulse
+        self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
+        self.n_reads = np.zeros(n, np.int16)
+        self.rejects = np.zeros(n, np.int16)  # confirmations that ended in a pulse
+        self.noise = ReadNoise() if read_noise is None else read_noise
+        self.g_last = np.full(n, np.nan)  # the previous unpulsed read of a confirming cell
+        self.history: list[IterationRecord] = []
+        self.iterations = 0
+        self.waited = 0.0  # bench seconds spent in relaxation waits
+        self.tx0 = array.transactions
+        self.t0_bench = self.bench_now()
+        self.phase_start = self.t0_bench
+        self.t0_wall = time.perf_counter()
+        self.pending = None  # (idx, polarity, volts, width, g_before) of the last batch
+        # Pilot: if the response model has learned nothing yet, the first batch goes to
+        # a random few cells; the law fitted from their steps aims everyone else's.
+        self.pilot_pending = bool(response.needs_pilot())
+
+    def bench_now(self) -> float:
+        return self.clock.now() if self.clock is not None else 0.0
+
+    def _bench_time(self) -> float:
+        return self.bench_now() - self.t0_bench
+
+    # -- the phases -------------------------------------------------------------------
+    def program(self) -> None:
+        """Program phase: iterate until every targeted cell is settled."""
+        self.phase_start = self.bench_now()
+        self.run("program")
+
+    def touch_up(self) -> None:
+        """Touch-up phase: after each relaxation wait, re-read the converged cells and
+        program again those that relaxed out of the band."""
+        p = self.p
+        for _ in range(p.touchup_rounds):
+            wait = max(p.relax_wait_s, p.relax_wait_factor * (self.bench_now() - self.phase_start))
+            if self.clock is None or wait <= 0:
+                break
+            self.clock.wait(wait)
+            self.waited += wait
+            if not self.reopen_drifted():
+                break
+            self.phase_start = self.bench_now()
+            self.run("touch-up")
+
+    def run(self, phase: str) -> None:
+        """Iterations of verify, confirm, judge and pulse until no cell is in play."""
+        while self.iterations < self.p.max_iterations:
+            idx = np.flatnonzero(np.isin(self.status, IN_PLAY))
+            if idx.size == 0:
+                break
+            idx, g = self._verify(idx)
+            confirming = self.status[idx] == CONFIRM
+            self._confirm(idx[confirming], g[confirming])
+            self._judge(idx[~confirming], g[~confirming])
+            out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= self.p.max_pulses)
+            self.status[idx[out_of_budget]] = EXHAUSTED
+            pulsed = self._pulse(idx)
+            self.iterations += 1
+            self._record(phase, int(idx.size), pulsed)
+        self.pending = None
+
+    # -- verify -----------------------------------------------------------------------
+    def _read(self, idx: np.ndarray) -> np.ndarray:
+        """Verify reads of cells ``idx``: the mean of ``reads_per_verify`` reads, one
+        transaction each; a read of every cell goes as one whole-array read."""
+        whole = idx.size == self.t.size
+        reads = []
+        for _ in range(self.p.reads_per_verify):
+            if whole:
+                reads.append(self.array.read(averages=self.p.read_averages).ravel()[idx])
+            else:
+                reads.append(self.array.read_cells(idx, averages=self.p.read_averages))
+        return np.mean(reads, axis=0)
+
+    def _verify(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Read the cells in play; judge the probed ones and learn from the last batch.
+        Returns the cells left (probes are done) and their reads."""
+        g = self._read(idx)
+        probing = self.status[idx] == PROBE
+        if np.any(probing):
+            self._judge_probe(idx[probing], g[probing])
+            keep = ~probing
+            idx, g = idx[keep], g[keep]
+        self.g[idx] = g
+        if self.pending is not None:
+            self._learn()
+        return idx, g
+
+    def _learn(self) -> None:
+        """Tell the response model what the last batch did; count stalls at full drive."""
+        idx, polarity, volts, width, g_before = self.pending
+        self.pending = None
+        g_after = self.g[idx]  # every pulsed cell stayed active, so it was just re-read
+        moved = (g_after - g_before) * np.where(polarity == SET, 1.0, -1.0)
+        ok = np.isfinite(moved)
+        self.response.observe(idx[ok], polarity[ok], volts[ok], width[ok], moved[ok],
+                              g_before[ok])
+        self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
+        strongest = self.response.at_max_drive(volts, width, polarity)
+        # a real move stands clear of read noise, which grows with conductance
+        clear = np.maximum(np.maximum(self.move_eps, 0.03 * np.abs(g_after)),
+                           self._move_noise(g_after, 3.0))
+        stalled = strongest & (moved < clear)
+        self.stalls[idx] = np.where(stalled, self.stalls[idx] + 1,
+                                    np.where(moved >= clear, 0, self.stalls[idx]))
+
+    def _judge_probe(self, idx: np.ndarray, g: np.ndarray) -> None:
+        """A probed cell that moved the other way responds: it is saturated, not stuck."""
+        self.g[idx] = g
+        moved = np.abs(g - self.g_probe[idx])
+        needed = np.maximum(np.maximum(4 * self.p.move_fraction * self.p.tolerance,
+                                       0.15 * np.abs(self.g_probe[idx])),
+                            self._move_noise(self.g_probe[idx], 5.0))
+        responds = moved >= needed
+        self.status[idx[responds]] = UNREACHABLE
+        self.status[idx[~responds]] = UNRESPONSIVE
+
+    # -- confirm ----------------------------------------------------------------------
+    def _confirm(self, idx: np.ndarray, g: np.ndarray) -> None:
+        """Sequential verify: a cell that read inside the band is re-read (in the same
+        transaction as the active cells), not pulsed, until the mean of its reads is
+        clearly in the acceptance zone or clearly out of the band."""
+        p = self.p
+        previous = self.g_sum[idx] / np.maximum(self.n_reads[idx], 1)
+        self.noise.add(previous, g - self.g_last[idx])  # unpulsed re-reads: read noise
+        self.g_sum[idx] += g
+        self.n_reads[idx] += 1
+        self.g_last[idx] = g
+        mean = self.g_sum[idx] / self.n_reads[idx]
+        self.g[idx] = mean
+        err = np.abs(mean - self.t[idx])
+        accepted = err <= self._accept_zone(mean, self.n_reads[idx], self.accept)
+        # a confirmation that would end in a RESET may take more reads, where a RESET
+        # costs more than reads do (PCM: it melts the cell back to the bottom)
+        budget = np.where(mean > self.t[idx], p.max_confirm_reads_reset, p.max_confirm_reads)
+        out = ~accepted & ((err > self._doubt_zone(mean, self.n_reads[idx])) |
+                           (self.n_reads[idx] >= budget))
+        self.status[idx[accepted]] = CONVERGED
+        self.status[idx[out]] = ACTIVE
+        self.rejects[idx[out]] += 1
+
+    def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float) -> np.ndarray:
+        """Per-cell acceptance half-width: confident the truth is within tolerance."""
+        p = self.p
+        sigma = self.noise.sigma(g) if p.accept_confidence > 0 else None
+        if sigma is None:
+            return np.full(g.shape, fixed)
+        zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
+        return np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
+
+    def _doubt_zone(self, g: np.ndarray, n_reads: np.ndarray) -> np.ndarray:
+        """Half-width beyond which a mean of ``n_reads`` is confidently out of the band."""
+        p = self.p
+        sigma = self.noise.sigma(g) if p.doubt_confidence > 0 else None
+        if sigma is None:
+            return np.full(g.shape, p.tolerance)
+        return p.tolerance + p.doubt_confidence * sigma / np.sqrt(n_reads)
+
+    # -- judge ------------------------------------------------------------------------
+    def _judge(self, idx: np.ndarray, g: np.ndarray) -> None:
+        """Active cells near the band go to confirmation (or, without it, converge);
+        the others stay active unless they stalled (see :meth:`_classify`)."""
+        p = self.p
+        err = g - self.t[idx]
+        if p.confirm:
+            # a read just outside the band may be noise: confirm it before pulsing,
+            # until the cell has failed doubt_rounds confirmations; after that only
+            # the acceptance zone earns another
+            zone = np.where(self.rejects[idx] >= p.doubt_rounds, self.accept,
+                            self._doubt_zone(g, np.ones(idx.size)))
+            done = np.abs(err) <= zone
+            self.status[idx[done]] = CONFIRM
+            self.g_sum[idx[done]] = g[done]
+            self.g_last[idx[done]] = g[done]
+            self.n_reads[idx[done]] = 1
+        else:
+            done = np.abs(err) <= self.accept
+            self.status[idx[done]] = CONVERGED
+        self._classify(idx[~done])
+
+    def _classify(self, idx: np.ndarray) -> None:
+        """Cells stalled at the strongest drive: probe those that never moved, report the
+        others unreachable (they moved, then saturated)."""
+        stuck = idx[self.stalls[idx] >= self.p.stall_pulses]
+        if stuck.size == 0:
+            return
+        # "moved" must stand clear of read noise, which grows with conductance
+        needed = np.maximum(np.maximum(4 * self.move_eps, 0.15 * np.abs(self.g[stuck])),
+                            self._move_noise(self.g[stuck], 5.0))
+        never_moved = self.max_move[stuck] < needed
+        self.status[stuck[never_moved]] = PROBE
+        self.status[stuck[~never_moved]] = UNREACHABLE
+
+    def _move_noise(self, g: np.ndarray, z: float) -> np.ndarray:
+        """z sigmas of the difference of two reads (0 until read noise is learned): a
+        move smaller than that may be noise (PCM reads scatter by ~1 uS)."""
+        sigma = self.noise.sigma(g)
+        return np.zeros(np.shape(g)) if sigma is None else z * np.sqrt(2.0) * sigma
+
+    # -- pilot ------------------------------------------------------------------------
+    def _pilot(self, todo: np.ndarray) -> np.ndarray:
+        """A random share of the cells, drawn per polarity so that each polarity's law
+        has enough steps to be fitted however the targets split."""
+        self.pilot_pending = False
+        rng = np.random.default_rng(self.p.seed)
+        going_up = self.g[todo] < self.t[todo]
+        chosen = []
+        for cells in (todo[going_up], todo[~going_up]):
+            k = max(self.p.pilot_min_cells, int(round(self.p.pilot_fraction * cells.size)))
+            chosen.append(cells if k >= cells.size else rng.choice(cells, size=k, replace=False))
+        return np.sort(np.concatenate(chosen))
+
+    def _pilot_spread(self, wanted: np.ndarray) -> np.ndarray:
+        """A designed experiment: the pilot's drives spread over a 9x range, so the
+        population law is fitted over the whole curve, not one corner of it."""
+        rng = np.random.default_rng(self.p.seed + 1)
+        return wanted * np.exp(rng.uniform(-np.log(3.0), np.log(3.0), wanted.size))
+
+    # -- pulse ------------------------------------------------------------------------
+    def _pulse(self, idx: np.ndarray) -> int:
+        """One batch: every active cell (the pilot's only, first) toward its target, and
+        each probe the other way. Returns the number of cells pulsed."""
+        p = self.p
+        todo = idx[self.status[idx] == ACTIVE]
+        pilot = self.pilot_pending and todo.size > 0
+        if pilot:
+            todo = self._pilot(todo)
+        probes = idx[self.status[idx] == PROBE]
+        if not (todo.size or probes.size):
+            self.pending = None
+            return 0
+        e = self.g[todo] - self.t[todo]
+        polarity = np.where(e < 0, SET, RESET)
+        wanted = np.abs(e) * p.aim
+        if pilot:
+            wanted = self._pilot_spread(wanted)
+        # probes go the other way, asking for a clearly visible move
+        e_p = self.g[probes] - self.t[probes]
+        polarity = np.concatenate([polarity, np.where(e_p < 0, RESET, SET)])
+        wanted = np.concatenate([wanted, np.maximum(
+            4 * p.move_fraction * p.tolerance, 0.3 * np.abs(self.g[probes]))])
+        self.g_probe[probes] = self.g[probes]
+        todo = np.concatenate([todo, probes])
+        volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
+        self._send(todo, polarity, volts, width)
+        self.pulses[todo] += 1
+        normal = self.status[todo] == ACTIVE
+        self.pending = (todo[normal], polarity[normal], volts[normal], width[normal],
+                        self.g[todo[normal]].copy())
+        return int(todo.size)
+
+    def _send(self, cells: np.ndarray, polarity: np.ndarray, volts: np.ndarray,
+              width: np.ndarray) -> None:
+        """One pulse transaction on ``cells``, listed in row-major order; one width for
+        all when every cell's is the same."""
+        order = np.argsort(cells, kind="stable")
+        signed = np.where(polarity == SET, volts, -volts)
+        uniform = bool(np.all(width == width[0]))
+        self.array.pulse_cells(cells[order], signed[order],
+                               float(width[0]) if uniform else width[order])
+
+    def _record(self, phase: str, active: int, pulsed: int) -> None:
+        converged = int(np.count_nonzero(self.status == CONVERGED))
+        self.history.append(IterationRecord(
+            iteration=self.iterations, phase=phase, active=active, pulsed=pulsed,
+            converged=converged, transactions=self.array.transactions - self.tx0,
+            bench_time_s=self._bench_time()))
+        if self.progress is not None:
+            settled = int(np.count_nonzero(np.isin(self.status, SETTLED)))
+            self.progress(Progress(phase, self.iterations, pulsed, converged,
+                                   int(self.targeted.sum()), settled, self._bench_time(),
+                                   snapshot=self.result))
+
+    # -- touch-up ---------------------------------------------------------------------
+    def reopen_drifted(self) -> bool:
+        """Re-read converged cells (mean of two reads); those that relaxed out of the
+        acceptance band become active again (their next read may still send them to
+        confirmation first, see the doubt zone)."""
+        idx = np.flatnonzero(self.status == CONVERGED)
+        if idx.size == 0:
+            return False
+        first, second = self._read(idx), self._read(idx)
+        self.noise.add(first, second - first)  # two reads of unpulsed cells: read noise
+        g = 0.5 * (first + second)
+        self.g[idx] = g
+        zone = self._accept_zone(g, np.full(idx.size, 2), self.p.tolerance * self.p.accept_fraction)
+        drifted = np.abs(g - self.t[idx]) > zone
+        again = idx[drifted & (self.pulses[idx] < self.p.max_pulses)]
+        self.status[again] = ACTIVE
+        self.stalls[again] = 0
+        return again.size > 0
+
+    # -- the result -------------------------------------------------------------------
+    def result(self) -> WriteVerifyResult:
+        final = np.where(self.targeted, self.g, np.nan)
+        status = self.status.reshape(self.shape)
+        return WriteVerifyResult(
+            target=self.t.copy().reshape(self.shape), final=final.reshape(self.shape),
+            pulses=self.pulses.copy().reshape(self.shape),
+            converged=status == CONVERGED, unresponsive=status == UNRESPONSIVE,
+            unreachable=status == UNREACHABLE,
+            exhausted=(status == EXHAUSTED) | (status == ACTIVE),
+            iterations=self.iterations, history=tuple(self.history),
+            transactions=self.array.transactions - self.tx0,
+            bench_time_s=self._bench_time(), wall_time_s=time.perf_counter() - self.t0_wall,
+            params=self.p, relax_wait_time_s=self.waited,
+            response=self.response, read_noise=self.noise,
+        )

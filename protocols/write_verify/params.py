@@ -1,0 +1,82 @@
+"""The knobs of write-verify, checked when set."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instruments.errors import UserError
+from protocols.write_verify.response import PulseModel
+
+
+class WriteVerifyError(UserError, ValueError):
+    """Bad input to write-verify (shape, NaN-only targets, parameters)."""
+
+
+@dataclass(frozen=True)
+class WriteVerifyParams:
+    """Knobs of the loop. Siemens, volts, seconds.
+
+    Per-technology values come from the chip's datasheet: see
+    :func:`protocols.profiles.write_verify_params`.
+    """
+
+    tolerance: float = 1e-6  # half-width of the band around each target, S
+    accept_fraction: float = 0.8  # verify reads must be within this share of the band
+    read_averages: int = 8  # conversions the instrument averages per verify read (one transaction)
+    reads_per_verify: int = 1  # separate verify reads averaged per iteration (one transaction each)
+    confirm: bool = True  # accept on the mean of >= 2 unpulsed reads (sequential verify)
+    max_confirm_reads: int = 4  # reads of an in-band-looking cell before it is pulsed again
+    max_confirm_reads_reset: int = 4  # the same when that pulse would be a RESET
+    # accept when |mean - target| <= tolerance - z * sigma_read(G) / sqrt(n), with
+    # sigma_read(G) = a + b G fitted online from repeat reads (0: fixed accept_fraction)
+    accept_confidence: float = 1.3
+    accept_max_fraction: float = 0.95
+    # a read within tolerance + z * sigma_read / sqrt(n) is confirmed by more reads
+    # before a pulse, so noise does not trigger one (worst: an abrupt RESET)
+    doubt_confidence: float = 1.0
+    doubt_rounds: int = 3  # failed confirmations after which a cell gets no more doubt
+    max_pulses: int = 60  # per cell, touch-ups included
+    max_iterations: int = 400
+    stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
+    move_fraction: float = 0.5  # "moved" means more than this share of the band
+    aim: float = 1.0  # fraction of the error each pulse aims to remove
+    # wait before re-reading for touch-up: as long as the phase before it took on the
+    # bench clock (x relax_wait_factor), so the last cells programmed relax about as long
+    # as the first had, and at least relax_wait_s (both 0: no touch-up)
+    relax_wait_s: float = 3.0
+    relax_wait_factor: float = 1.0
+    touchup_rounds: int = 2
+    initial_gain: float = 2e-6  # S per unit drive before anything is learned
+    pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
+    pilot_min_cells: int = 64
+    seed: int = 0  # chooses the pilot cells
+    verify_noise: float = 0.4e-6  # S; how much a single step's reading can mislead
+    pulse_model: PulseModel = field(default_factory=PulseModel)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "tolerance": self.tolerance > 0,
+            "accept_fraction": 0 < self.accept_fraction <= 1,
+            "reads_per_verify": self.reads_per_verify >= 1,
+            "read_averages": isinstance(self.read_averages, (int, np.integer))
+            and self.read_averages >= 1,
+            "max_pulses": self.max_pulses >= 1,
+            "max_iterations": self.max_iterations >= 1,
+            "stall_pulses": self.stall_pulses >= 1,
+            "max_confirm_reads": self.max_confirm_reads >= 2,
+            "max_confirm_reads_reset": self.max_confirm_reads_reset >= 2,
+            "doubt_rounds": self.doubt_rounds >= 0,
+            "aim": 0 < self.aim <= 1.5,
+            # an endless wait would program the whole die and then never return
+            "relax_wait_s": self.relax_wait_s >= 0 and math.isfinite(self.relax_wait_s),
+            "relax_wait_factor": self.relax_wait_factor >= 0,
+            "touchup_rounds": self.touchup_rounds >= 0,
+            "initial_gain": self.initial_gain > 0,
+            "pilot_fraction": 0 < self.pilot_fraction <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise WriteVerifyError(f"{name}: invalid value {getattr(self, name)!r}")
