@@ -55,6 +55,27 @@ class Driver:
         self.datasheet = datasheet
         self.parts = dict(parts or {})
 
+    def cell_settings(self, read_voltage, forming_voltage, forming_width
+                      ) -> tuple[float | None, float | None, float | None]:
+        """Read voltage and forming settings of an array driver: each option checked
+        against the chip's limits, the datasheet's values where none is given."""
+        guard, sheet = self.guard, self.datasheet
+        if read_voltage is not None:
+            read_voltage = option_guarded("read_voltage", read_voltage, guard.read_voltage)
+        if forming_voltage is not None:
+            forming_voltage = option_guarded("forming_voltage", forming_voltage,
+                                             guard.forming_voltage)
+        if forming_width is not None:
+            forming_width = option_guarded("forming_width", forming_width,
+                                           guard.forming_width)
+        if sheet is not None:
+            if read_voltage is None:
+                read_voltage = sheet.window.read_voltage
+            if sheet.forming.required:
+                forming_voltage = forming_voltage or sheet.forming.voltage
+                forming_width = forming_width or sheet.forming.width
+        return read_voltage, forming_voltage, forming_width
+
     @classmethod
     def serves(cls) -> tuple[str, ...]:
         return cls.roles or (cls.role,)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from instruments.datasheet import ChipDatasheet
-from instruments.drivers.base import Driver, bool_mask, flat_cells, option_guarded, whole
+from instruments.drivers.base import Driver, bool_mask, flat_cells, whole
 from instruments.errors import (
     ArrayShapeError,
     BadReply,
@@ -55,20 +55,8 @@ class ReferenceArrayController(Driver):
                  forming_voltage: float | None = None, forming_width: float | None = None,
                  read_voltage: float | None = None) -> None:
         super().__init__(session, guard, datasheet, parts=parts)
-        if read_voltage is not None:
-            read_voltage = option_guarded("read_voltage", read_voltage, guard.read_voltage)
-        if forming_voltage is not None:
-            forming_voltage = option_guarded("forming_voltage", forming_voltage,
-                                             guard.forming_voltage)
-        if forming_width is not None:
-            forming_width = option_guarded("forming_width", forming_width,
-                                           guard.forming_width)
-        if datasheet is not None:
-            if read_voltage is None:
-                read_voltage = datasheet.window.read_voltage
-            if datasheet.forming.required:
-                forming_voltage = forming_voltage or datasheet.forming.voltage
-                forming_width = forming_width or datasheet.forming.width
+        read_voltage, forming_voltage, forming_width = self.cell_settings(
+            read_voltage, forming_voltage, forming_width)
         self.forming_voltage = forming_voltage
         self.forming_width = forming_width
         self.read_voltage = read_voltage

@@ -77,23 +77,12 @@ class SmuSwitchArray(Driver):
             raise DriverOptionError("bit_lines", f"{word_lines} word and {bit_lines} bit "
                                     f"lines from column {first} do not fit the matrix's "
                                     f"{MATRIX_COLUMNS} columns")
-        if read_voltage is not None:
-            read_voltage = option_guarded("read_voltage", read_voltage, guard.read_voltage)
+        read_voltage, forming_voltage, forming_width = self.cell_settings(
+            read_voltage, forming_voltage, forming_width)
         compliance = option_guarded("compliance", compliance, guard.compliance)
         if forming_compliance is not None:
             forming_compliance = option_guarded("forming_compliance", forming_compliance,
                                                 guard.compliance)
-        if forming_voltage is not None:
-            forming_voltage = option_guarded("forming_voltage", forming_voltage,
-                                             guard.forming_voltage)
-        if forming_width is not None:
-            forming_width = option_guarded("forming_width", forming_width,
-                                           guard.forming_width)
-        if datasheet is not None:
-            read_voltage = read_voltage or datasheet.window.read_voltage
-            if datasheet.forming.required:
-                forming_voltage = forming_voltage or datasheet.forming.voltage
-                forming_width = forming_width or datasheet.forming.width
         self.first_bit_column = first
         self.smu = self.parts["smu"]
         self.switch = self.parts["switch"]

@@ -1,0 +1,54 @@
+"""The programming job checks everything before the first byte reaches an instrument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calib import open_bench
+from calib.jobs import ProgramInputError, ProgramOptions, make_targets, program_die
+from instruments.errors import UserError
+
+
+@pytest.mark.parametrize("options", [
+    ProgramOptions(max_pulses=0), ProgramOptions(max_pulses=-3),
+    ProgramOptions(relax_wait_s=-1.0), ProgramOptions(relax_wait_s=float("nan")),
+    ProgramOptions(relax_wait_s=float("inf")), ProgramOptions(read_averages=0),
+    ProgramOptions(read_averages=5000), ProgramOptions(tolerance=0.0),
+    ProgramOptions(tolerance=float("nan")), ProgramOptions(tolerance=1.0),
+])
+def test_bad_options_send_nothing_and_form_nothing(tmp_path, options):
+    with open_bench() as bench:
+        w = bench.datasheet.window
+        targets = make_targets(bench.datasheet.shape, w.g_min, w.g_max, pattern="random")
+        with pytest.raises(UserError):
+            program_die(bench, 12, targets, options, results=tmp_path)
+        assert sum(bench.simulation.transactions.values()) == 0  # not one byte sent
+        assert bench.simulation.wafer.die(12).truth().formed.sum() == 0
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_targets_of_another_shape_are_refused_before_any_byte(tmp_path):
+    with open_bench() as bench:
+        targets = make_targets((32, 32), 1e-6, 40e-6, pattern="random")
+        with pytest.raises(ProgramInputError, match="the chip is"):
+            program_die(bench, 12, targets, results=tmp_path)
+        assert sum(bench.simulation.transactions.values()) == 0
+
+
+def test_a_datasheet_that_disagrees_with_the_array_is_refused_before_forming(tmp_path):
+    """The datasheet says 64 x 64; the array controller reports 32 x 32."""
+    from calib.wiring.bench import Bench
+    from calib.wiring.config import default_config
+
+    config = default_config(rows=32, cols=32)
+    bench = Bench(config)
+    try:
+        bench.datasheet = bench.datasheet.with_geometry(64, 64)
+        targets = make_targets((64, 64), 1e-6, 40e-6, pattern="random")
+        with pytest.raises(ProgramInputError, match="reports 32 x 32 cells"):
+            program_die(bench, 12, targets, results=tmp_path)
+        assert bench.simulation.wafer.die(12).truth().formed.sum() == 0
+    finally:
+        bench.close()
+    assert np.isfinite(targets.values).all()
