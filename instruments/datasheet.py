@@ -207,7 +207,10 @@ def _section(doc: dict, name: str, origin: str) -> dict[str, Any]:
     out = {}
     for key, (kind, required) in fields.items():
         if key in table:
-            out[key] = _value(f"{name}.{key}", kind, table[key])
+            try:
+                out[key] = _value(f"{name}.{key}", kind, table[key])
+            except DatasheetError as exc:
+                raise DatasheetError(f"{exc} ({origin})") from None
         elif required:
             raise DatasheetError(f"{name}.{key}: missing in {origin}")
     return out

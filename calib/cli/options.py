@@ -45,7 +45,7 @@ wafer_option = click.option("--wafer", default=None, callback=_wafer,
 
 
 def die_option(required: bool = True, default: int | None = None):
-    # an explicit default=None makes click 8.2+ skip the required check: pass it only if set
+    # with an explicit default=None, click (8.5) skips the required check: pass it only if set
     extra = {} if default is None else {"default": default}
     return click.option("--die", "die_id", type=click.IntRange(min=0), required=required,
                         help="Die id on the wafer map.", **extra)

@@ -88,16 +88,15 @@ def wafer_name(bench, override: str | None = None) -> str:
     return override or bench.wafer_name or "wafer"
 
 
-def _writable_store(results: str | Path, wafer: str, die: int) -> DieStore:
+def _store(results: str | Path, wafer: str, die: int) -> DieStore:
+    """The die's store, its path checked without creating anything: the folder is made
+    on the first write, after the die was reached."""
     store = DieStore(die_path(results, wafer, die), wafer, die)
     folder = store.path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DieStoreError(f"cannot create results folder {folder}: "
-                            f"{exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DieStoreError(f"results folder {folder} is not writable")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DieStoreError(f"cannot write results under {folder}: {existing} is "
+                            f"{'not a folder' if not existing.is_dir() else 'not writable'}")
     return store
 
 
@@ -114,15 +113,15 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
     if targets.values.shape != sheet.shape:
         raise ProgramInputError(f"targets are {targets.values.shape}, the chip is "
                                 f"{sheet.shape} (datasheet {sheet.name})")
-    store = _writable_store(results, wafer_name(bench, wafer), int(die))
-    # -- the first bytes to the instruments ------------------------------------
-    if bench.prober is not None:
-        bench.prober.goto(int(die))
+    store = _store(results, wafer_name(bench, wafer), int(die))
+    # -- the first bytes to the instruments: queries, then the prober ------------
     shape = tuple(bench.array.shape)
     if shape != sheet.shape:
         raise ProgramInputError(f"the array controller reports {shape[0]} x {shape[1]} cells, "
-                                f"the datasheet {sheet.shape[0]} x {sheet.shape[1]}: check the "
-                                "bench config's datasheet")
+                                f"the datasheet {sheet.source} {sheet.shape[0]} x "
+                                f"{sheet.shape[1]}: check the bench config's datasheet")
+    if bench.prober is not None:
+        bench.prober.goto(int(die))
     if sheet.forming.required and options.form is not False:
         form_pristine(bench, store)
     run_params = {**asdict(params), "target_source": targets.source}

@@ -109,7 +109,13 @@ def make_targets(shape: tuple[int, int], g_min: float, g_max: float, *,
             f"{2 * w.shape[1]} cells (differential pairs); the array is {rows} x {cols}")
     if not np.all(np.isfinite(w)):
         raise ProgramInputError(f"{what} {path}: holds NaN or infinity")
-    block, mapping = map_weights(w, g_min, g_max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        block, mapping = map_weights(w, g_min, g_max)
+    if not (np.all(np.isfinite(block)) and block.min() >= g_min - 1e-12
+            and block.max() <= g_max + 1e-12):
+        raise ProgramInputError(f"{what} {path}: weights cannot be scaled onto the window "
+                                f"(largest magnitude {np.abs(w).max():g}): too small for "
+                                "floating point")
     source = f"weights:{path}" if weights is not None else "example:layer.npy"
     return Targets(place(block, shape), source, mapping)
 

@@ -148,7 +148,10 @@ class DieStore:
     """
 
     def __init__(self, path: str | Path, wafer: str | None = None,
-                 die_id: int | None = None, *, lock_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 die_id: int | None = None, *, lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+                 check: bool = True) -> None:
+        """``check``: read the file's seal, structure and header now (``False`` only to
+        :meth:`reseal` a file edited outside aimc-calib)."""
         self.path = Path(path)
         if wafer is not None and not isinstance(wafer, str):
             raise DieStoreError(f"wafer name {wafer!r}: give a string")
@@ -156,7 +159,7 @@ class DieStore:
         self.die_id = None if die_id is None else check_die(die_id)
         self._lock = DieLock(self.path, lock_timeout_s)
         self._kept: dict[str, Path] = {}  # run -> fallback file of results not stored
-        if self._exists():
+        if check and self._exists():
             with self._reading():
                 pass
 
@@ -203,7 +206,8 @@ class DieStore:
                 if version >= 2 and not sealed:
                     raise DieStoreError(f"{self.path}: damaged die file: format version "
                                         f"{version} without its header (first 512 bytes); "
-                                        "DieStore.reseal() accepts an intended edit")
+                                        "DieStore(path, check=False).reseal() accepts an "
+                                        "intended edit")
                 self._check_header(f)
         except BaseException:
             f.close()

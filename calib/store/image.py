@@ -64,7 +64,7 @@ def verify(data: bytes, where) -> bool:
     for line in data[:USERBLOCK].split(b"\n"):
         key, _, value = line.partition(b" ")
         fields[key] = value
-    hint = "DieStore.reseal() accepts an intended edit"
+    hint = "DieStore(path, check=False).reseal() accepts an intended edit"
     said = fields.get(b"size", b"").strip()
     if said.isdigit() and int(said) != len(body):
         if len(body) < int(said):

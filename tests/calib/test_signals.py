@@ -53,7 +53,10 @@ def test_a_signal_at_any_moment_leaves_no_run_running(tmp_path, signum):
         assert "running" not in statuses, (statuses, err)
         seen.update(statuses)
         if statuses and statuses[-1] == "interrupted":  # hit inside a job: a clean stop
-            assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, err)
+            # 130 as the CLI exits on an interrupt (rarely the signal's own status when a
+            # SIGINT is re-raised at interpreter exit); never a traceback
+            assert proc.returncode in (130, -signum), (proc.returncode, err)
+            assert "Traceback" not in err, err
     assert "interrupted" in seen  # the signals did land inside runs
 
 
