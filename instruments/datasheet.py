@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from instruments.errors import UserError
 from instruments.safety import SafetyLimits
+from instruments.tomlfile import read_toml
 from instruments.units import QuantityError, quantity
 
 TECHNOLOGIES = ("rram", "pcm")
@@ -309,17 +309,5 @@ def load_datasheet(name_or_path: str | Path) -> ChipDatasheet:
             raise DatasheetError(f"unknown chip {text!r}: give a bundled datasheet (rram, pcm) "
                                  "or a datasheet .toml path")
         path = found
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise DatasheetError(f"{path}: no such datasheet file") from None
-    except IsADirectoryError:
-        raise DatasheetError(f"{path}: is a folder, not a datasheet file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DatasheetError(f"{path}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise DatasheetError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DatasheetError(f"{path}: cannot read ({exc.strerror})") from None
+    doc = read_toml(path, DatasheetError, "datasheet")
     return datasheet_from_dict(doc, origin=str(path))

@@ -130,11 +130,6 @@ class Bench:
             raise BenchConfigError(f"roles.{role}: {exc}") from None
 
     # -- use -----------------------------------------------------------------------
-    @property
-    def chip_spec(self) -> ChipDatasheet:
-        """Deprecated name of :attr:`datasheet`."""
-        return self.datasheet
-
     def roles(self) -> dict[str, Any]:
         return {r: getattr(self, r) for r in ROLES}
 

@@ -8,13 +8,13 @@ unknown key or a wrong type is an error that names it, never silently ignored.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from instruments.datasheet import bundled_datasheet, data_root
 from instruments.errors import UserError
+from instruments.tomlfile import read_toml
 
 ROLES = ("array", "smu", "switch", "thermal", "prober", "clock")
 TRANSPORTS = ("inprocess", "tcp")
@@ -99,19 +99,7 @@ def load_bench_config(path: str | Path) -> BenchConfig:
     p = Path(path)
     if not p.suffix and not p.exists():
         p = bundled_bench(str(path)) or p
-    try:
-        with open(p, "rb") as fh:
-            doc = tomllib.load(fh)
-    except FileNotFoundError:
-        raise BenchConfigError(f"{path}: no such bench config file") from None
-    except IsADirectoryError:
-        raise BenchConfigError(f"{path}: is a folder, not a bench config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchConfigError(f"{p}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise BenchConfigError(f"{p}: not UTF-8 text") from None
-    except OSError as exc:
-        raise BenchConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    doc = read_toml(p, BenchConfigError, "bench config")
     return config_from_dict(doc, source=str(p))
 
 
