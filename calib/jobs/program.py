@@ -132,14 +132,24 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
                                         params=params, progress=Checkpoints(run, progress))
         summary = {"die": int(die), **result.summary(), "file": str(store.path),
                    "run": run.id}
-        response = getattr(result, "response", None)
-        if response is not None and hasattr(response, "to_arrays"):
-            run.save_artifact("response_model", response.to_arrays())
-        noise = getattr(result, "read_noise", None)
-        if noise is not None and hasattr(noise, "to_arrays"):
-            run.save_artifact("read_noise", noise.to_arrays())
+        summary.update(_save_learned_state(run, result))
         run.finish(_arrays(result, targets), summary, bench_time_s=result.bench_time_s)
     return summary
+
+
+def _save_learned_state(run, result) -> dict:
+    """The response model and read-noise fit as artifacts for later jobs on this die.
+
+    Nice to have, never at the cost of the results: if they cannot be stored (a full
+    disk: the response model is ~50 bytes per cell), the run still records its results
+    and its summary says why the artifacts are missing.
+    """
+    try:
+        run.save_artifact("response_model", result.response.to_arrays())
+        run.save_artifact("read_noise", result.read_noise.to_arrays())
+    except DieStoreError as exc:
+        return {"artifacts_error": str(exc)}
+    return {"artifacts": ["response_model", "read_noise"]}
 
 
 def _arrays(result, targets: Targets) -> dict[str, np.ndarray]:

@@ -52,3 +52,35 @@ def test_a_datasheet_that_disagrees_with_the_array_is_refused_before_forming(tmp
     finally:
         bench.close()
     assert np.isfinite(targets.values).all()
+
+
+def test_learned_state_that_cannot_be_stored_costs_no_results(tmp_path, monkeypatch):
+    """A full disk at the (large) response-model artifact: the results still land."""
+    from calib.store import DieStore, DieStoreError
+
+    def full(self, *args, **kwargs):
+        raise DieStoreError("cannot write die_12.h5: No space left on device")
+
+    monkeypatch.setattr(DieStore, "save_artifact", full)
+    with open_bench() as bench:
+        w = bench.datasheet.window
+        targets = make_targets(bench.datasheet.shape, w.g_min, w.g_max, pattern="random")
+        summary = program_die(bench, 12, targets, results=tmp_path)
+    assert "No space left" in summary["artifacts_error"]
+    run = DieStore(summary["file"]).read_run(summary["run"])
+    assert run["status"] == "complete" and run["final"].shape == (64, 64)
+
+
+def test_learned_state_is_kept_for_the_next_job(tmp_path):
+    from calib.store import DieStore
+    from protocols.write_verify.read_noise import ReadNoise
+    from protocols.write_verify.response import AdaptiveResponse
+
+    with open_bench() as bench:
+        w = bench.datasheet.window
+        targets = make_targets(bench.datasheet.shape, w.g_min, w.g_max, pattern="random")
+        summary = program_die(bench, 12, targets, results=tmp_path)
+    store = DieStore(summary["file"])
+    model = AdaptiveResponse.from_arrays(store.load_artifact("response_model")[0])
+    noise = ReadNoise.from_arrays(store.load_artifact("read_noise")[0])
+    assert not model.needs_pilot() and noise.fit is not None
