@@ -17,6 +17,7 @@ from instruments.errors import (
     InstrumentTimeout,
     ProberError,
     SafetyError,
+    WrongInstrumentError,
 )
 from instruments.roles import (
     ArrayController,
@@ -34,5 +35,5 @@ __all__ = [
     "ContactError", "ControllerResetError", "DriverOptionError", "InstrumentError",
     "InstrumentIOError", "InstrumentReportedError", "InstrumentTimeout", "Prober",
     "ProberError", "SafetyError", "SafetyGuard", "SafetyLimits", "SourceMeter",
-    "SwitchMatrix", "ThermalController", "VisaSession",
+    "SwitchMatrix", "ThermalController", "VisaSession", "WrongInstrumentError",
 ]

@@ -50,6 +50,11 @@ class InstrumentReportedError(InstrumentError):
     """The instrument's error queue reported a problem with a command."""
 
 
+class WrongInstrumentError(InstrumentError):
+    """The instrument at a resource answers ``*IDN?`` as another model than its driver
+    drives; nothing else was sent to it."""
+
+
 class ControllerResetError(InstrumentError):
     """The array controller restarted mid-run: state it held (the pulse counter, read
     settings) is gone, and a batch in flight may or may not have been applied."""

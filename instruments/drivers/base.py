@@ -16,12 +16,19 @@ The checks below are shared by the drivers: options (``option_*``) raise
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, ClassVar
 
 import numpy as np
 
 from instruments.datasheet import ChipDatasheet
-from instruments.errors import ArgumentError, ArrayShapeError, DriverOptionError, SafetyError
+from instruments.errors import (
+    ArgumentError,
+    ArrayShapeError,
+    DriverOptionError,
+    SafetyError,
+    WrongInstrumentError,
+)
 from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
@@ -34,7 +41,9 @@ class Driver:
     session_options: ClassVar[dict[str, Any]] = {}  # VisaSession defaults (error query, pacing)
     uses_session: ClassVar[bool] = True  # False: needs no instrument (the host's wall clock)
     needs: ClassVar[tuple[str, ...]] = ()  # roles a composite driver is built from
-    stresses_device: ClassVar[bool] = False  # sources voltage, current, pulses or heat
+    stresses_device: ClassVar[bool] = False
+    idn_pattern: ClassVar[str | None] = None  # regex a genuine *IDN? reply matches
+    _identity_checked: bool = False  # sources voltage, current, pulses or heat
 
     def __init__(self, session: VisaSession | None, guard: SafetyGuard,
                  datasheet: ChipDatasheet | None = None, *,
@@ -93,6 +102,19 @@ class Driver:
 
     def identity(self) -> str:
         return self.session.query("*IDN?").strip()
+
+    def verify_identity(self) -> None:
+        """Check once, before the first command that configures or sources anything,
+        that the instrument is the model this driver drives (``idn_pattern``, a regular
+        expression searched in the ``*IDN?`` reply); raise WrongInstrumentError if not."""
+        if self.idn_pattern is None or self._identity_checked:
+            return
+        reply = self.identity()
+        if not re.search(self.idn_pattern, reply):
+            raise WrongInstrumentError(
+                f"{self.session.name}: {self.session.resource} answers *IDN? with {reply!r}, "
+                f"not a {type(self).__name__}; check the bench config's resource string")
+        self._identity_checked = True
 
     def settings(self) -> dict[str, Any]:
         """The driver's own settings worth recording (subclasses add theirs)."""

@@ -1,0 +1,1 @@
+"""Drivers of ACME's (made-up) instruments, for aimc-calib benches."""
