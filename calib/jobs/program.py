@@ -18,7 +18,7 @@ import numpy as np
 
 import protocols
 from calib.jobs.form import form_pristine
-from calib.jobs.run import recorded_run
+from calib.jobs.run import check_interrupt, recorded_run
 from calib.jobs.targets import ProgramInputError, Targets
 from calib.store import DieStore, DieStoreError, die_path
 from protocols.profiles import write_verify_params
@@ -64,6 +64,7 @@ class Checkpoints:
         self.saved = 0
 
     def __call__(self, p) -> None:
+        check_interrupt()  # a safe point: a stop lost in a callback takes effect here
         if self.progress is not None:
             self.progress(p)
         now = time.monotonic()

@@ -12,6 +12,7 @@ stopped job is recorded as interrupted instead of staying ``running``.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,22 +29,51 @@ class JobInterrupted(KeyboardInterrupt):
     """The job was stopped by a signal (SIGTERM, SIGHUP) or Ctrl-C."""
 
 
+_pending: list[int] = []  # a signal whose exception has not reached the job yet
+
+
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`JobInterrupted` (main thread only)."""
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`JobInterrupted`
+    (main thread only).
+
+    Python may run a signal handler inside a callback that swallows exceptions (a
+    weakref finaliser, say); the signal is then remembered and raised again at the
+    job's next safe point (:func:`check_interrupt`) or when the block ends, so a stop
+    is never lost.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum, frame):  # noqa: ARG001 - the signal API
+        _pending.append(signum)
         raise JobInterrupted(f"stopped by {signal.Signals(signum).name}")
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    def quiet(unraisable, default=sys.unraisablehook):  # the swallowed stop is re-raised
+        if not isinstance(unraisable.exc_value, JobInterrupted):
+            default(unraisable)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stop) for s in signals}
+    hook, sys.unraisablehook = sys.unraisablehook, quiet
     try:
         yield
+        check_interrupt()
+    except KeyboardInterrupt:
+        _pending.clear()  # delivered
+        raise
     finally:
+        sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def check_interrupt() -> None:
+    """Raise the interrupt of a signal whose first exception was swallowed."""
+    if _pending:
+        signum = _pending[-1]
+        raise JobInterrupted(f"stopped by {signal.Signals(signum).name}")
 
 
 def status_for(exc: BaseException) -> str:

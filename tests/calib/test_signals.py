@@ -73,3 +73,23 @@ def test_two_processes_on_one_die_file_lose_no_run(tmp_path):
         runs = DieStore(summaries[0]["file"]).runs()
         assert sorted(r.run_id for r in runs) == sorted(s["run"] for s in summaries)
         assert all(r.status == "complete" for r in runs)
+
+
+def test_a_stop_swallowed_by_a_callback_is_not_lost():
+    """Python may run the handler inside a weakref finaliser, which swallows the
+    exception; the stop must take effect at the job's next safe point anyway."""
+    import weakref
+
+    from calib.jobs.run import JobInterrupted, check_interrupt, signals_interrupt
+
+    class Thing:
+        pass
+
+    with pytest.raises(JobInterrupted, match="SIGTERM"), signals_interrupt():
+        thing = Thing()
+        weakref.finalize(thing, lambda: (os.kill(os.getpid(), signal.SIGTERM),
+                                         [None for _ in range(1000)]))
+        del thing  # the finaliser runs, the handler raises inside it, the raise is swallowed
+        for _ in range(100):  # the job goes on ... to its next safe point
+            check_interrupt()
+    check_interrupt()  # delivered: nothing pending any more
