@@ -140,6 +140,7 @@ class SignalStats:
     reused_numbers: int = 0
     stale_temp: int = 0
     mid_write: int = 0
+    lost: int = 0
     complete_failed: int = 0
     files: int = 0
     problems: list[str] = field(default_factory=list)
@@ -217,6 +218,12 @@ def signal_group(name: str, signum: int, bench: Path, files: int, per_file: int,
                                           f"changed {old[1:]} -> {after[run_id][1:]}")
             new = {i: v for i, v in after.items() if i not in before}
             phase = "finished before the signal" if finished_first else _phase(new)
+            if not finished_first and _lost_in_callback(err):
+                if rc == 0:
+                    phase = "lost in a callback (the run went on)"
+                    stats.lost += 1
+                else:
+                    phase = f"swallowed in a callback, exit {rc}"
             fresh = set(temp_copies(path)) - seen_temp  # the signal caught it writing a copy
             seen_temp |= fresh
             stats.mid_write += bool(fresh)
@@ -230,8 +237,9 @@ def signal_group(name: str, signum: int, bench: Path, files: int, per_file: int,
             if not stats.expected_running:
                 if rc not in (0, 130):
                     stats.bad_exits += 1
+                    printed = "printed" if summary_of(out) else "no summary printed"
                     stats.problems.append(f"{where} at {delay:.2f} s ({phase}): exit {rc}, "
-                                          f"new runs {_show(new)}: {last_line(err)}")
+                                          f"new runs {_show(new)}, {printed}: {last_line(err)}")
                 if "Traceback" in err:
                     stats.tracebacks += 1
                     stats.problems.append(f"{where} at {delay:.2f} s ({phase}): traceback in "
@@ -270,6 +278,13 @@ def signal_group(name: str, signum: int, bench: Path, files: int, per_file: int,
     return stats
 
 
+def _lost_in_callback(err: str) -> bool:
+    """The interrupt was raised where Python cannot raise (a weakref callback, a __del__):
+    printed as 'Exception ignored in ...' and dropped, so the process carried on."""
+    return "Exception ignored in" in err and ("KeyboardInterrupt" in err
+                                              or "JobInterrupted" in err)
+
+
 def _show(runs: dict[str, tuple[str, str, str | None]]) -> str:
     return "{" + ", ".join(f"{i}: {v[1]}" for i, v in sorted(runs.items())) + "}"
 
@@ -285,6 +300,7 @@ def signal_line(s: SignalStats) -> str:
         parts.append(f"{s.left_running} runs left running (expected)")
     else:
         parts += [f"{s.left_running} runs left running", f"{s.interrupted} interrupted",
+                  f"{s.lost} signals lost (run went on)",
                   f"{s.bad_exits} exits not 0/130", f"{s.tracebacks} tracebacks"]
     parts += [f"{s.hung} hung", f"{s.complete_failed} complete runs failed",
               f"{s.reused_numbers} run numbers repeated", f"{s.stale_temp} temp copies left"]
@@ -653,6 +669,11 @@ def main() -> None:
     requests = args.requests or (5000 if quick else 50000)
 
     t_start = time.perf_counter()
+    # a shell's background job (`cmd &`, nohup) starts with SIGINT ignored, and its children
+    # inherit that: give them the default, so a SIGINT is what Ctrl-C is in a terminal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        print("note: SIGINT was ignored (a background job); restored for the runs", flush=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="bench_reliability."))
     bench = work / "bench256.toml"
     bench.write_text(BENCH_TOML)

@@ -21,8 +21,11 @@ class CalibGroup(click.Group):
     """Turn the toolkit's own errors into one-line messages, not tracebacks."""
 
     def invoke(self, ctx):
+        from calib.jobs.run import signals_interrupt
+
         try:
-            return super().invoke(ctx)
+            with signals_interrupt():  # SIGTERM at any moment of a command: a clean stop
+                return super().invoke(ctx)
         except UserError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
@@ -30,6 +33,10 @@ class CalibGroup(click.Group):
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt as exc:
             click.echo(f"interrupted{f' ({exc})' if str(exc) else ''}", err=True)
+            # CPython marks an interrupt that passed through exec() of a string (as some
+            # lazy imports do) "unhandled" and would end the process by SIGINT whatever the
+            # exit status; a clean exec clears that mark, so the status is 130
+            exec("pass", {})  # noqa: S102
             ctx.exit(130)
 
 

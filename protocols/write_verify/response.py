@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from scipy.optimize import least_squares
 
 SET, RESET = 0, 1
 UNIT = 1e-6  # the law is fitted in microsiemens, where its numbers are of order one
@@ -160,8 +161,6 @@ class AdaptiveResponse:
         return bound - g if p == SET else g - bound
 
     def _fit(self, p: int) -> None:
-        from scipy.optimize import least_squares
-
         d, moved, g = np.concatenate(self._samples[p], axis=1)[:, : self.MAX_SAMPLES]
         keep = d > 0
         d, moved, g = d[keep], moved[keep] / UNIT, g[keep] / UNIT  # fit in uS
