@@ -19,7 +19,11 @@ STRESSING_ROLES = ("array", "smu", "thermal")
 
 @runtime_checkable
 class ArrayController(Protocol):
-    """A crossbar: whole-array reads, pulses, MVM and forming, batched."""
+    """A crossbar: whole-array reads, pulses, MVM and forming, batched.
+
+    A controller that cannot make short pulses says so with an optional attribute
+    ``min_pulse_width_s`` (seconds); write-verify then starts its pulses there.
+    """
 
     @property
     def shape(self) -> tuple[int, int]: ...

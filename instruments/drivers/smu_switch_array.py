@@ -96,6 +96,11 @@ class SmuSwitchArray(Driver):
         self._averages = 1  # the SMU's filter after reset: off
         self.remeasured = 0  # cells measured twice after a garbled or lost reading
 
+    @property
+    def min_pulse_width_s(self) -> float | None:
+        """The SMU's shortest pulse (s), if it has one: write-verify starts there."""
+        return getattr(self.smu, "min_pulse_width_s", None)
+
     def settings(self) -> dict:
         return {"word_lines": self._shape[0], "bit_lines": self._shape[1],
                 "first_bit_column": self.first_bit_column, "read_voltage": self.read_voltage,

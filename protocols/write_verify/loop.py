@@ -110,13 +110,23 @@ def _checked_target(target_siemens: np.ndarray, shape: tuple[int, ...]) -> np.nd
 
 
 def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
-    """Cap the pulse model at the controller's limits."""
+    """Cap the pulse model at the controller's limits, and start it at the shortest
+    pulse the controller can make (an SMU's pulse mode may not go below tens of us:
+    the per-cell rates learned then absorb the longer reference width)."""
     model = params.pulse_model
+    shortest = getattr(array, "min_pulse_width_s", None)
+    if shortest is not None and shortest > model.width_reference:
+        model = replace(model, width_reference=float(shortest))
     limits = getattr(array, "limits", None)
     if limits is None:
         return model
-    return replace(model, v_max=min(model.v_max, limits.max_program_voltage),
-                   w_max=min(model.w_max, limits.max_pulse_width))
+    model = replace(model, v_max=min(model.v_max, limits.max_program_voltage),
+                    w_max=min(model.w_max, limits.max_pulse_width))
+    if model.width_reference > model.w_max:
+        raise WriteVerifyError(f"the array's shortest pulse ({model.width_reference:g} s) is "
+                               f"longer than the chip allows ({model.w_max:g} s): this "
+                               "controller cannot program this chip")
+    return model
 
 
 class _Loop:

@@ -318,3 +318,42 @@ def test_an_endless_relaxation_wait_is_refused_before_anything_is_sent():
         with pytest.raises(WriteVerifyError, match="relax_wait_s"):
             protocols.write_verify(array, np.full((4, 4), 10 * US), relax_wait_s=wait)
     assert array.transactions == 0
+
+
+class _SlowPulser:
+    """The array, as a controller whose shortest pulse is 20 us: records every width."""
+
+    min_pulse_width_s = 20e-6
+
+    def __init__(self, array):
+        self._array, self.widths = array, []
+
+    def __getattr__(self, name):
+        return getattr(self._array, name)
+
+    def pulse_cells(self, cells, volts, width=1e-6):
+        self.widths.append(np.min(width))
+        return self._array.pulse_cells(cells, volts, width)
+
+
+def test_pulses_start_at_the_controllers_shortest_pulse():
+    with programmed_bench(size=16) as bench:
+        array = _SlowPulser(bench.array)
+        w = datasheet_of(bench).window
+        target = np.random.default_rng(3).uniform(w.g_min, w.g_max, (16, 16))
+        result = protocols.write_verify(array, target, clock=bench.clock,
+                                        params=params_of(bench))
+        truth = bench.simulation.chip.truth()
+    assert min(array.widths) >= 20e-6 * (1 - 1e-6)  # nothing shorter was asked for
+    ok = responsive(truth, target)
+    assert (np.abs(truth.g - target) <= 1e-6)[ok].mean() >= 0.95
+    assert result.cells == 256
+
+
+def test_a_controller_whose_shortest_pulse_exceeds_the_chip_limit_is_refused():
+    with programmed_bench(size=16, chip="pcm") as bench:  # pcm allows 10 us at most
+        array = _SlowPulser(bench.array)
+        target = np.full((16, 16), 10e-6)
+        with pytest.raises(WriteVerifyError, match="shortest pulse"):
+            protocols.write_verify(array, target, clock=bench.clock, params=params_of(bench))
+        assert array.widths == []
