@@ -23,6 +23,9 @@ BUILTIN = {
     "thermostream": "instruments.drivers.thermostream:ThermoStream",
     "virtual-clock": "instruments.drivers.clocks:VirtualClock",
     "wall-clock": "instruments.drivers.clocks:WallClock",
+    "keithley2600b": "instruments.drivers.keithley2600b:Keithley2600B",
+    "keysight-b2900": "instruments.drivers.keysight_b2900:KeysightB2900",
+    "velox": "instruments.drivers.velox:VeloxProber",
 }
 _registered: dict[str, type] = {}
 

@@ -23,7 +23,7 @@ from sim_backend.wafer import SimWafer, WaferSpec
 
 DEFAULT_PORTS = {
     "array": 5025, "smu": 5026, "switch": 5027, "prober": 35555, "thermostream": 5028,
-    "clock": 5029,
+    "clock": 5029, "keithley2600b": 5030, "keysight-b2900": 5031, "velox": 1412,
 }
 
 @dataclass

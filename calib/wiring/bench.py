@@ -114,7 +114,7 @@ class Bench:
                                    f"{' and '.join(missing)}; add [roles.{missing[0]}]")
         session = None
         if cls.uses_session:
-            resource = rc.resource or resources.get(role) or resources.get(rc.driver)
+            resource = rc.resource or resources.get(rc.driver) or resources.get(role)
             if resource is None:
                 raise BenchConfigError(f"roles.{role}.resource: missing; give the VISA resource "
                                        "string, e.g. \"TCPIP::192.168.0.20::5025::SOCKET\"")

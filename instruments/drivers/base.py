@@ -41,9 +41,9 @@ class Driver:
     session_options: ClassVar[dict[str, Any]] = {}  # VisaSession defaults (error query, pacing)
     uses_session: ClassVar[bool] = True  # False: needs no instrument (the host's wall clock)
     needs: ClassVar[tuple[str, ...]] = ()  # roles a composite driver is built from
-    stresses_device: ClassVar[bool] = False
+    stresses_device: ClassVar[bool] = False  # sources voltage, current, pulses or heat
     idn_pattern: ClassVar[str | None] = None  # regex a genuine *IDN? reply matches
-    _identity_checked: bool = False  # sources voltage, current, pulses or heat
+    _identity_checked: bool = False
 
     def __init__(self, session: VisaSession | None, guard: SafetyGuard,
                  datasheet: ChipDatasheet | None = None, *,

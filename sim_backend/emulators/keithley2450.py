@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim_backend.emulators.smu_physics import connected_cells, source_point
 from sim_backend.scpi import (
     EXECUTION,
     ILLEGAL_VALUE,
@@ -50,53 +51,17 @@ class Keithley2450Emulator(ScpiInstrument):
         self.sweep_ready = False
         self.buffer: list[tuple[float, float]] = []  # (source, reading)
 
-    # -- physics -------------------------------------------------------------
+    # -- physics (shared with the other SMU emulators: smu_physics) -------------------
     def _connected(self) -> np.ndarray | None:
         """Mask of the cells between the closed word and bit lines."""
-        chip = self.bench.chip
-        if chip is None:
-            return None
-        wiring = self.bench.wiring
-        wl, bl = set(), set()
-        for name in self.bench.closed_channels:
-            slot, row, col = int(name[0]), name[1], int(name[2:])
-            line = wiring.line_of((slot - 1) * 12 + col - 1)
-            if line is None:
-                continue
-            kind, index = line
-            if row == "A" and kind == "wl" and index < chip.shape[0]:
-                wl.add(index)
-            elif row == "B" and kind == "bl" and index < chip.shape[1]:
-                bl.add(index)
-        if not wl or not bl:
-            return None
-        mask = np.zeros(chip.shape, bool)
-        mask[np.ix_(sorted(wl), sorted(bl))] = True
-        return mask
+        return connected_cells(self.bench)
 
     def _apply(self, volts: float, seconds: float) -> float:
         """Source ``volts`` on the connected cells for ``seconds``; return the current."""
-        self.bench.observed.note("smu_voltage", abs(volts))
-        self.bench.clock.advance(self.bench.latency.smu_point_s * self.nplc)
-        mask = self._connected()
-        spec = self.bench.spec
-        current = 0.0
-        if mask is not None:
-            chip = self.bench.chip
-            r = spec.response
-            if volts >= r.set_threshold and spec.forming.required:
-                chip.form(voltage=volts, width=seconds, mask=mask)
-            if volts > r.set_threshold or volts < -r.reset_threshold:
-                self.bench.observed.note("smu_dwell", seconds)
-                chip.pulse(np.where(mask, volts, 0.0), width=seconds)
-            g = chip.read(mask, voltage=max(abs(volts), 1e-3), adc=False)
-            current = float(np.nansum(g[mask])) * volts
-        current += float(self._rng.normal(0, 1e-12))  # noise floor
-        forced = self.bench.faults.take(self.role, ("compliance",))
-        self.tripped = bool(forced or abs(current) > self.ilim)  # state of the last point
-        if self.tripped:
-            current = float(np.sign(current or 1.0)) * self.ilim
-        return current
+        point = source_point(self.bench, volts, seconds, ilim=self.ilim, nplc=self.nplc,
+                             rng=self._rng, role=self.role, mask=self._connected())
+        self.tripped = point.tripped  # state of the last point
+        return point.current
 
     def _measure(self) -> float:
         if not self.output:

@@ -37,7 +37,8 @@ NAMES = driver_names()
 # a built-in driver for each role a composite driver is built from
 FOR_ROLE = {"array": "reference-array", "smu": "keithley2450", "switch": "keithley707b",
             "prober": "sentio", "thermal": "thermostream", "clock": "virtual-clock"}
-# the simulated bench's emulator serving each role
+# the simulated bench's emulator serving each role (drivers with their own emulator,
+# named as the driver, talk to that one)
 EMULATOR = {"array": "array", "smu": "smu", "switch": "switch", "prober": "prober",
             "thermal": "thermostream", "clock": "clock"}
 IDN = "ACME,MODEL 1,0001,1.0"
@@ -194,7 +195,9 @@ def _on_the_bench(name, bench):
     rm = pyvisa.ResourceManager(sim.visa_library())
     session = None
     if cls.uses_session:
-        session = VisaSession(rm, sim.resources()[EMULATOR[cls.role]], name=name,
+        resources = sim.resources()  # a driver's own emulator where the bench has one
+        resource = resources.get(name) or resources[EMULATOR[cls.role]]
+        session = VisaSession(rm, resource, name=name,
                               **{**cls.session_options, "timeout_s": 0.05, "retries": 0,
                                  "min_interval_s": 0.0})
     parts = {role: getattr(bench, role) for role in cls.needs}

@@ -1,0 +1,5 @@
+"""Variability mapping of a die: every cell's window, thresholds, rates and fault class."""
+
+from protocols.variability.result import PER_CELL, Fault, ReadNoiseLaw, VariabilityMap
+
+__all__ = ["PER_CELL", "Fault", "ReadNoiseLaw", "VariabilityMap"]
