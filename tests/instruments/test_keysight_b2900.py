@@ -430,13 +430,17 @@ def test_write_verify_programs_the_array_through_the_smu_and_switch(bench):
     assert seen["smu_voltage"] <= lim.max_source_voltage
 
 
-def test_the_datasheets_one_microsecond_pulses_are_refused_not_lengthened(bench):
+def test_one_microsecond_pulses_are_refused_not_lengthened(bench):
+    """The driver never turns a 1 us request into a 50 us pulse; write-verify, told the
+    controller's shortest pulse (``min_pulse_width_s``), never asks for one."""
     bench.array.form()
-    target = np.full(bench.array.shape, 20 * US)
     with pytest.raises(ArgumentError, match="shortest pulse"):
-        protocols.write_verify(bench.array, target, clock=bench.clock,
-                               params=write_verify_params(bench.datasheet))
-    assert bench.simulation.observed.maxima.get("smu_dwell", 0) >= 1e-3  # forming only
+        bench.smu.pulse(2.0, 1e-6)
+    assert bench.array.min_pulse_width_s == KeysightB2900.min_pulse_width_s
+    target = np.full(bench.array.shape, 20 * US)
+    result = protocols.write_verify(bench.array, target, clock=bench.clock,
+                                    params=write_verify_params(bench.datasheet))
+    assert result.cells == target.size
 
 
 def test_channel_two_works_and_reaches_no_cell(bench):
