@@ -11,6 +11,11 @@ from protocols.write_verify.params import WriteVerifyParams
 from protocols.write_verify.read_noise import ReadNoise
 from protocols.write_verify.response import ResponseModel
 
+# one row of the iteration history (what write_verify writes to the die file)
+HISTORY_DTYPE = np.dtype([("iteration", "i4"), ("phase", "S10"), ("active", "i4"),
+                          ("pulsed", "i4"), ("converged", "i4"), ("transactions", "i4"),
+                          ("bench_time_s", "f8")])
+
 
 @dataclass(frozen=True)
 class IterationRecord:
@@ -98,3 +103,13 @@ class WriteVerifyResult:
             "transactions": self.transactions, "bench_time_s": self.bench_time_s,
             "relax_wait_time_s": self.relax_wait_time_s, "wall_time_s": self.wall_time_s,
         }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-cell outcome and the iteration history, as the die file stores them."""
+        history = np.array(
+            [(h.iteration, h.phase.encode(), h.active, h.pulsed, h.converged, h.transactions,
+              h.bench_time_s) for h in self.history], dtype=HISTORY_DTYPE)
+        return {"target": self.target, "final": self.final, "pulses": self.pulses,
+                "converged": self.converged, "unresponsive": self.unresponsive,
+                "unreachable": self.unreachable, "exhausted": self.exhausted,
+                "history": history}
