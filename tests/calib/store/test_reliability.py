@@ -470,6 +470,7 @@ def test_sigint_during_appends_leaves_a_good_file(tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         import numpy as np
+        from calib.jobs.run import check_interrupt, signals_interrupt
         from calib.store import DieStore
         s = DieStore({str(path)!r}, 'w', 1)
         r = s.start_run('map', {{}})
@@ -478,8 +479,12 @@ def test_sigint_during_appends_leaves_a_good_file(tmp_path):
         s.append(r, 'progress', rows)
         print('appending', flush=True)
         try:
-            while True:
-                s.append(r, 'progress', rows)
+            # as a job does: a stop Python swallowed in a callback is raised at the next
+            # safe point (without it, one SIGINT can be lost and the loop runs on)
+            with signals_interrupt():
+                while True:
+                    s.append(r, 'progress', rows)
+                    check_interrupt()
         except KeyboardInterrupt:
             s.fail_run(r, 'KeyboardInterrupt()', 'interrupted')
             raise
