@@ -76,6 +76,15 @@ def expected_protocol(make_driver, script, **session_options):
     instrument.finished()
 
 
+def dc_read(smu, amps: float, volts: float) -> float:
+    """A SourceMeter driver's DC read: compliance ``amps``, level ``volts``, the output on,
+    one measurement (the bytes are the script's to check)."""
+    smu.set_compliance(amps)
+    smu.set_voltage(volts)
+    smu.output(True)
+    return smu.measure_current()
+
+
 class LockingLibrary(SimVisaLibrary):
     """The in-process library with a VISA lock answering ``lock_status``; records calls."""
 

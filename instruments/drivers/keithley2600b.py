@@ -47,11 +47,15 @@ import re
 import numpy as np
 
 from instruments.datasheet import ChipDatasheet
-from instruments.drivers.base import Driver, float_array, number, switch_state, whole
+from instruments.drivers.base import number
+from instruments.drivers.smu_base import (
+    LIST_CHUNK,
+    SourceMeterDriver,
+    list_chunks,
+    value_and_state,
+)
 from instruments.errors import (
-    ArgumentError,
     BadReply,
-    ComplianceTrip,
     DriverOptionError,
     InstrumentError,
     InstrumentIOError,
@@ -61,13 +65,11 @@ from instruments.safety import SafetyGuard
 from instruments.session import VisaSession
 
 CHANNELS = ("a", "b")
-LIST_CHUNK = 100  # sweep points per command line (the instrument's input line is limited)
-MAX_POINTS = 2500
-MAX_AVERAGES = 100  # the 2600B's filter count
-MAX_DWELL_S = 10.0
 NPLC_RANGE = (0.001, 25.0)
 STATUS_COMPLIANCE = 0x40  # a reading-buffer status bit: the source hit its limit
 LIST_NAME = "aimc_sweep"  # the global a long sweep list is assembled in
+# print(smua.measure.i(), smua.source.compliance): the reading, a tab, true or false
+_value_and_compliance = value_and_state("\t", "true", "false")
 # an error-queue entry as print(errorqueue.next()) sends it: code, message, severity, node
 _ENTRY = re.compile(r"([+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\t([^\t]*)\t[^\t;]*\t[^\t;]*")
 
@@ -98,12 +100,10 @@ def _reported(method):
     return wrapper
 
 
-class Keithley2600B(Driver):
+class Keithley2600B(SourceMeterDriver):
     """Keithley 2600B SourceMeter in TSP: one channel's DC reads, pulses and list sweeps."""
 
-    role = "smu"
     session_options = {"error_query": "print(errorqueue.next())", "no_error": _queue_empty}
-    stresses_device = True
     idn_pattern = r"Model 26\d\dB"
 
     def __init__(self, session: VisaSession, guard: SafetyGuard,
@@ -115,12 +115,7 @@ class Keithley2600B(Driver):
                                                f"{channel!r}")
         self.channel = channel.strip().lower()
         self.smu = f"smu{self.channel}"
-        self._configured = False
         self._sweeps_configured = False
-        self._level: float | None = None  # the DC level this driver set (None: not yet)
-        self._compliance: float | None = None  # the current limit this driver set
-        self._on = False  # the output as this driver left it
-        self._averages = 1  # the filter count this driver set (1: off, as after reset)
         self._nplc: float | None = None
         self._link = 0  # session.reconnects when the instrument was last set up
 
@@ -164,7 +159,7 @@ class Keithley2600B(Driver):
         if self._nplc is not None:
             self.session.write(f"{s}.measure.nplc = {self._nplc:.6g}")
         if self._averages != 1:
-            self._filter(self._averages)
+            self._send_averaging(self._averages)
         if self._on:
             self.session.write(f"{s}.source.output = {s}.OUTPUT_ON")
         self.session.check_errors("restoring the settings after a reconnect")
@@ -189,37 +184,29 @@ class Keithley2600B(Driver):
         self.session.check_errors("configuring the trigger model")
         self._sweeps_configured = True
 
-    # -- the SourceMeter role ------------------------------------------------------------
-    @_reported
-    def set_compliance(self, amps: float) -> None:
-        i = self.guard.compliance(amps)
-        self._ready()
-        self.session.write(f"{self.smu}.source.limiti = {i:.6g}")
-        self._compliance = i
+    # -- the SourceMeter role (the checks: smu_base), its errors as code, message -------------
+    set_compliance = _reported(SourceMeterDriver.set_compliance)
+    set_voltage = _reported(SourceMeterDriver.set_voltage)
+    output = _reported(SourceMeterDriver.output)
+    set_averaging = _reported(SourceMeterDriver.set_averaging)
+    measure_current = _reported(SourceMeterDriver.measure_current)
+    list_sweep = _reported(SourceMeterDriver.list_sweep)
+    pulse = _reported(SourceMeterDriver.pulse)
+    form_pulse = _reported(SourceMeterDriver.form_pulse)
 
-    @_reported
-    def set_voltage(self, volts: float) -> None:
-        """The DC level (read level at most: higher levels only as timed pulses)."""
-        v = self.guard.dc_voltage(volts)
-        self._ready()
-        self.session.write(f"{self.smu}.source.levelv = {v:.6g}")
-        self._level = v
+    def _send_compliance(self, amps: float) -> None:
+        self.session.write(f"{self.smu}.source.limiti = {amps:.6g}")
 
-    @_reported
-    def output(self, on: bool) -> None:
-        """Output on (at the level set, 0 V if this driver set none yet) or off."""
-        on = switch_state(on)
-        self._ready()
-        if on:
-            self._safe_to_switch_on()
+    def _send_level(self, volts: float) -> None:
+        self.session.write(f"{self.smu}.source.levelv = {volts:.6g}")
+
+    def _send_output(self, on: bool) -> None:
         state = "OUTPUT_ON" if on else "OUTPUT_OFF"
         self.session.write(f"{self.smu}.source.output = {self.smu}.{state}")
-        self._on = on
 
     def _safe_to_switch_on(self) -> None:
         """Never on at a level or limit this driver did not set."""
-        if self._level is None:
-            self.set_voltage(0.0)
+        super()._safe_to_switch_on()
         if self._compliance is None:
             self.set_compliance(self.guard.limits.max_compliance)
 
@@ -230,16 +217,8 @@ class Keithley2600B(Driver):
         self.session.write(f"{self.smu}.measure.nplc = {n:.6g}")
         self._nplc = n
 
-    @_reported
-    def set_averaging(self, count: int) -> None:
+    def _send_averaging(self, count: int) -> None:
         """Repeat filter: each reading is the mean of ``count`` conversions (1 = off)."""
-        count = whole(count, "averaging count", 1, MAX_AVERAGES)
-        self._ready()
-        self._filter(count)
-        self.session.check_errors("setting the averaging filter")
-        self._averages = count
-
-    def _filter(self, count: int) -> None:
         s = self.smu
         if count == 1:
             self.session.write(f"{s}.measure.filter.enable = {s}.FILTER_OFF")
@@ -248,9 +227,8 @@ class Keithley2600B(Driver):
                                f"{s}.measure.filter.count = {count}; "
                                f"{s}.measure.filter.enable = {s}.FILTER_ON")
 
-    @_reported
-    def measure_current(self) -> float:
-        """One source-measure point; raises ComplianceTrip if the limit was hit.
+    def _read_point(self) -> tuple[float, bool]:
+        """One reading and its compliance state.
 
         A reading whose link was renewed on the way (a reply lost, the instrument
         restarted) is taken again once the instrument is set up as before: a read
@@ -260,46 +238,11 @@ class Keithley2600B(Driver):
         self._ready()
         query = f"print({self.smu}.measure.i(), {self.smu}.source.compliance)"
         before = self.session.reconnects
-        value, tripped = self.session.query(query, parse=_value_and_compliance)
+        reading = self.session.query(query, parse=_value_and_compliance)
         if self.session.reconnects != before:
             self._restore()
-            value, tripped = self.session.query(query, parse=_value_and_compliance)
-        if tripped:
-            raise ComplianceTrip(f"{self.session.name}: current compliance tripped at "
-                                 f"{value:g} A; the device may be shorted or stuck high")
-        return value
-
-    @_reported
-    def list_sweep(self, volts: np.ndarray, dwell_s: float) -> np.ndarray:
-        """Source each voltage for ``dwell_s`` and measure; returns currents (A).
-
-        Points above read level are pulses (program limit, ``dwell_s`` within the
-        pulse-width limit); the sweep must end at read level.
-        """
-        v = float_array(volts, "sweep points")
-        if v.ndim != 1:
-            raise ArgumentError(f"sweep points must be a 1-D list, got shape {v.shape}")
-        if v.size == 0 or v.size > MAX_POINTS:
-            raise ArgumentError(f"a list sweep takes 1..{MAX_POINTS} points, got {v.size}")
-        dwell = number(dwell_s, "dwell", 0, MAX_DWELL_S, "s")
-        v = self.guard.sweep(v, dwell)
-        return self._sweep(v, dwell)
-
-    @_reported
-    def pulse(self, volts: float, width_s: float) -> float:
-        """One programming pulse: ``volts`` (within the program limit) for ``width_s``
-        (within the pulse-width limit), then 0 V; returns the current during it (A)."""
-        v, w = _level(volts, "pulse amplitude"), _level(width_s, "pulse width")
-        self.guard.pulses(np.array([v]), w)
-        return float(self._sweep(np.array([v, 0.0]), w)[0])
-
-    @_reported
-    def form_pulse(self, volts: float, width_s: float) -> float:
-        """One forming pulse: ``volts`` and ``width_s`` within the forming limits, then
-        0 V; the only path for amplitudes above the program limit."""
-        v, w = _level(volts, "forming voltage"), _level(width_s, "forming width")
-        self.guard.forming(v, w)
-        return float(self._sweep(np.array([v, 0.0]), w)[0])
+            reading = self.session.query(query, parse=_value_and_compliance)
+        return reading
 
     # -- sweeps -----------------------------------------------------------------------------
     def _sweep(self, v: np.ndarray, dwell_s: float) -> np.ndarray:
@@ -333,9 +276,7 @@ class Keithley2600B(Driver):
         # read level in compliance means a short
         at_read = np.abs(v) <= self.guard.limits.max_read_voltage
         if np.any((statuses.astype(np.int64) & STATUS_COMPLIANCE).astype(bool) & at_read):
-            raise ComplianceTrip(f"{self.session.name}: current compliance tripped at read "
-                                 "level during the sweep; the device may be shorted or "
-                                 "stuck high")
+            raise self._tripped("at read level during the sweep")
         return readings
 
     def _renew_link(self) -> None:
@@ -347,33 +288,18 @@ class Keithley2600B(Driver):
     def _upload(self, v: np.ndarray) -> str:
         """The sweep list as the listv argument: inline when it fits one line, else
         assembled chunk by chunk in a global (plain Lua: a table, then indexed copies)."""
-        text = [f"{x:.6g}" for x in v]
+        chunks = list_chunks(v, ", ")
         if v.size <= LIST_CHUNK:
-            return "{" + ", ".join(text) + "}"
-        self.session.write(f"{LIST_NAME} = {{{', '.join(text[:LIST_CHUNK])}}}")
-        for start in range(LIST_CHUNK, v.size, LIST_CHUNK):
-            chunk = text[start:start + LIST_CHUNK]
-            self.session.write(f"aimc_chunk = {{{', '.join(chunk)}}}; for i = 1, {len(chunk)} "
+            return "{" + "".join(chunk for _, chunk in chunks) + "}"
+        for start, chunk in chunks:
+            if start == 0:
+                self.session.write(f"{LIST_NAME} = {{{chunk}}}")
+                continue
+            count = min(LIST_CHUNK, v.size - start)
+            self.session.write(f"aimc_chunk = {{{chunk}}}; for i = 1, {count} "
                                f"do {LIST_NAME}[{start} + i] = aimc_chunk[i] end")
         self.session.check_errors("uploading the sweep list")
         return LIST_NAME
-
-
-def _level(value, what: str) -> float:
-    """A number for the guard to judge (its range is the guard's business)."""
-    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0:
-        raise ArgumentError(f"{what} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"{what} must be a number, got {value!r}") from None
-
-
-def _value_and_compliance(reply: str) -> tuple[float, bool]:
-    parts = reply.strip().split("\t")
-    if len(parts) != 2 or parts[1] not in ("true", "false"):
-        raise BadReply(f"unexpected reply {reply!r}")
-    return float(parts[0]), parts[1] == "true"
 
 
 def _readings(count: int):

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_backend.emulators.smu_physics import connected_cells, source_point
+from sim_backend.emulators.smu_physics import (
+    accepted,
+    connected_cells,
+    list_values,
+    source_point,
+)
 from sim_backend.scpi import (
     EXECUTION,
     ILLEGAL_VALUE,
@@ -97,15 +102,8 @@ class Keithley2450Emulator(ScpiInstrument):
     def get_level(self, args, block):
         return f"{self.level:.6e}"
 
-    @command(":SOURce:VOLTage:RANGe[:UPPer]")
-    def set_range(self, args, block):
-        need(args, 1)
-        number(args[0], "range")
-
-    @command(":SOURce:VOLTage:RANGe:AUTO")
-    def set_range_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
+    set_range = accepted(":SOURce:VOLTage:RANGe[:UPPer]", "range")
+    set_range_auto = accepted(":SOURce:VOLTage:RANGe:AUTO")
 
     @command(":SOURce:VOLTage:ILIMit[:LEVel]")
     def set_ilim(self, args, block):
@@ -143,15 +141,8 @@ class Keithley2450Emulator(ScpiInstrument):
             raise ScpiError(OUT_OF_RANGE, "Data out of range; NPLC")
         self.nplc = n
 
-    @command(":SENSe:CURRent:RANGe[:UPPer]")
-    def set_current_range(self, args, block):
-        need(args, 1)
-        number(args[0], "range")
-
-    @command(":SENSe:CURRent:RANGe:AUTO")
-    def set_current_range_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
+    set_current_range = accepted(":SENSe:CURRent:RANGe[:UPPer]", "range")
+    set_current_range_auto = accepted(":SENSe:CURRent:RANGe:AUTO")
 
     @command(":OUTPut[:STATe]")
     def set_output(self, args, block):
@@ -178,24 +169,17 @@ class Keithley2450Emulator(ScpiInstrument):
     # -- list sweeps and the reading buffer ---------------------------------------
     @command(":SOURce:LIST:VOLTage")
     def set_list(self, args, block):
-        self.sweep_list = self._list_values(args)
+        self.sweep_list = list_values(args, MAX_VOLTS, MAX_LIST)
 
     @command(":SOURce:LIST:VOLTage:APPend")
     def append_list(self, args, block):
-        self.sweep_list += self._list_values(args)
+        self.sweep_list += list_values(args, MAX_VOLTS, MAX_LIST)
         if len(self.sweep_list) > MAX_LIST:
             raise ScpiError(OUT_OF_RANGE, "Data out of range; list too long")
 
     @command(":SOURce:LIST:VOLTage:POINts?")
     def list_points(self, args, block):
         return str(len(self.sweep_list))
-
-    def _list_values(self, args) -> list[float]:
-        need(args, 1)
-        values = [number(a, "list value") for a in args]
-        if any(abs(v) > MAX_VOLTS for v in values) or len(values) > MAX_LIST:
-            raise ScpiError(OUT_OF_RANGE, "Data out of range; list")
-        return values
 
     @command(":SOURce:SWEep:VOLTage:LIST")
     def configure_sweep(self, args, block):
@@ -257,10 +241,7 @@ class Keithley2450Emulator(ScpiInstrument):
     def get_delay(self, args, block):
         return f"{getattr(self, 'source_delay', 0.0):.6e}"
 
-    @command(":SOURce:VOLTage:DELay:AUTO")
-    def set_delay_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
+    set_delay_auto = accepted(":SOURce:VOLTage:DELay:AUTO")
 
     @command(":SENSe:CURRent:AVERage[:STATe]")
     def set_average(self, args, block):
@@ -300,10 +281,7 @@ class Keithley2450Emulator(ScpiInstrument):
         if args[0].upper() not in ("FRON", "FRONT", "REAR"):
             raise ScpiError(ILLEGAL_VALUE, "Illegal parameter value; FRONt|REAR")
 
-    @command(":TRACe:POINts")
-    def set_trace_points(self, args, block):
-        need(args, 1)
-        number(args[0], "points")
+    set_trace_points = accepted(":TRACe:POINts", "points")
 
     @command(":SYSTem:BEEPer[:IMMediate]")
     def beep(self, args, block):

@@ -25,8 +25,8 @@ width 50 us..100 ks, trigger timer 20 us..100 ks); levels and limits outside it
 are refused (``-222``). Sourced values go on the bench's WireLog as the 2450
 emulator's do.
 
-The cell-connection and apply physics are the Keithley 2450 emulator's, reached
-through :class:`_CellPath` below (to be switched to the shared ``smu_physics``).
+The cell-connection and apply physics are the SMU emulators' shared ones
+(:mod:`sim_backend.emulators.smu_physics`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim_backend.emulators.keithley2450 import Keithley2450Emulator
+from sim_backend.emulators.smu_physics import (
+    accepted,
+    connected_cells,
+    list_values,
+    source_point,
+)
 from sim_backend.scpi import (
     DATA_TYPE,
     EXECUTION,
@@ -105,27 +110,6 @@ class _Channel:
     results: list[tuple[float, float]] = field(default_factory=list)  # (source, current)
 
 
-class _CellPath:
-    """Channel 1's path onto the probe card, through the Keithley 2450 emulator's
-    cell-connection and apply physics: an adapter, until this emulator calls the shared
-    module (``smu_physics``) itself. The 2450 object here serves physics only, never a
-    command, and is no instrument of the bench."""
-
-    def __init__(self, bench) -> None:
-        self._smu = Keithley2450Emulator(bench)
-
-    def connected(self) -> np.ndarray | None:
-        return self._smu._connected()
-
-    def apply(self, volts: float, seconds: float, limit: float, plc: float) -> tuple[float, bool]:
-        """Source ``volts`` for ``seconds`` through the closed lines (integrating ``plc``
-        power-line cycles): (current, whether it hit ``limit``)."""
-        self._smu.ilim = limit
-        self._smu.nplc = plc
-        current = self._smu._apply(volts, seconds)
-        return current, self._smu.tripped
-
-
 class KeysightB2900Emulator(ScpiInstrument):
     """A B2902A: two channels, channel 1 on the probe card's switch matrix."""
 
@@ -134,8 +118,8 @@ class KeysightB2900Emulator(ScpiInstrument):
 
     def __init__(self, bench) -> None:
         super().__init__(bench)
-        self._rng = np.random.default_rng(2900)  # channel 2's noise floor
-        self._path = _CellPath(bench)
+        # each channel's current-noise floor (channel 1's seeded as the 2450 emulator's)
+        self._rngs = {1: np.random.default_rng(2450), 2: np.random.default_rng(2900)}
         self._channel = 1  # the channel the command being executed addresses
         self._trigger_part: tuple[str, ...] = TRIGGER_PARTS
         self.reset()
@@ -204,23 +188,17 @@ class KeysightB2900Emulator(ScpiInstrument):
     # -- physics -------------------------------------------------------------------------
     def _connected(self, channel: int = 1) -> np.ndarray | None:
         """Mask of the cells on ``channel``'s path (channel 2 reaches none)."""
-        return self._path.connected() if channel == 1 else None
+        return connected_cells(self.bench) if channel == 1 else None
 
     def _apply(self, volts: float, seconds: float, channel: int = 1,
                plc: float = 0.0) -> tuple[float, bool]:
-        """Source ``volts`` on ``channel`` for ``seconds``: (current, compliance hit)."""
-        ch = self.channels[channel]
-        if channel == 1:
-            return self._path.apply(volts, seconds, ch.compliance, plc)
-        # channel 2 reaches an open circuit: the noise floor, charged like any point
-        self.bench.observed.note("smu_voltage", abs(volts))
-        self.bench.clock.advance(self.bench.latency.smu_point_s * plc)
-        current = float(self._rng.normal(0, 1e-12))
-        forced = self.bench.faults.take(self.role, ("compliance",))
-        tripped = bool(forced or abs(current) > ch.compliance)
-        if tripped:
-            current = float(np.sign(current or 1.0)) * ch.compliance
-        return current, tripped
+        """Source ``volts`` on ``channel`` for ``seconds`` (integrating ``plc`` power-line
+        cycles): (current, compliance hit). Channel 2 reaches an open circuit: the noise
+        floor, charged like any point."""
+        point = source_point(self.bench, volts, seconds, ilim=self.channels[channel].compliance,
+                             nplc=plc, rng=self._rngs[channel], role=self.role,
+                             mask=self._connected(channel))
+        return point.current, point.tripped
 
     def _dc_level(self, ch: _Channel) -> float:
         return ch.level if ch.held is None else ch.held
@@ -345,10 +323,7 @@ class KeysightB2900Emulator(ScpiInstrument):
         need(args, 1)
         self._volts(args)
 
-    @command("[:SOURce]:VOLTage:RANGe:AUTO")
-    def set_range_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
+    set_range_auto = accepted("[:SOURce]:VOLTage:RANGe:AUTO")
 
     @command("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]")
     def set_current_level(self, args, block):
@@ -364,7 +339,7 @@ class KeysightB2900Emulator(ScpiInstrument):
 
     @command("[:SOURce]:LIST:VOLTage")
     def set_list(self, args, block):
-        self._ch.sweep = self._list_values(args)
+        self._ch.sweep = list_values(args, MAX_VOLTS, MAX_LIST)
 
     @command("[:SOURce]:LIST:VOLTage?")
     def get_list(self, args, block):
@@ -372,7 +347,7 @@ class KeysightB2900Emulator(ScpiInstrument):
 
     @command("[:SOURce]:LIST:VOLTage:APPend")
     def append_list(self, args, block):
-        values = self._list_values(args)
+        values = list_values(args, MAX_VOLTS, MAX_LIST)
         if len(self._ch.sweep) + len(values) > MAX_LIST:
             raise ScpiError(OUT_OF_RANGE, "Data out of range; list too long")
         self._ch.sweep += values
@@ -403,13 +378,6 @@ class KeysightB2900Emulator(ScpiInstrument):
         if abs(v) > MAX_VOLTS:
             raise ScpiError(OUT_OF_RANGE, "Data out of range; voltage")
         return v
-
-    def _list_values(self, args) -> list[float]:
-        need(args, 1)
-        values = [number(a, "list value") for a in args]
-        if any(abs(v) > MAX_VOLTS for v in values) or len(values) > MAX_LIST:
-            raise ScpiError(OUT_OF_RANGE, "Data out of range; list")
-        return values
 
     @staticmethod
     def _timing(args, span: tuple[float, float], default: float) -> float:
@@ -496,25 +464,10 @@ class KeysightB2900Emulator(ScpiInstrument):
     def set_voltage_nplc(self, args, block):
         self.set_nplc(args, block)
 
-    @command(":SENSe:CURRent[:DC]:APERture:AUTO")
-    def set_aperture_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
-
-    @command(":SENSe:CURRent[:DC]:NPLCycles:AUTO")
-    def set_nplc_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
-
-    @command(":SENSe:CURRent[:DC]:RANGe[:UPPer]")
-    def set_current_range(self, args, block):
-        need(args, 1)
-        number(args[0], "range")
-
-    @command(":SENSe:CURRent[:DC]:RANGe:AUTO")
-    def set_current_range_auto(self, args, block):
-        need(args, 1)
-        boolean(args[0])
+    set_aperture_auto = accepted(":SENSe:CURRent[:DC]:APERture:AUTO")
+    set_nplc_auto = accepted(":SENSe:CURRent[:DC]:NPLCycles:AUTO")
+    set_current_range = accepted(":SENSe:CURRent[:DC]:RANGe[:UPPer]", "range")
+    set_current_range_auto = accepted(":SENSe:CURRent[:DC]:RANGe:AUTO")
 
     @command(":SENSe:REMote")
     def set_remote(self, args, block):

@@ -7,6 +7,8 @@ the sum over the connected cells. A point sourced for some seconds
 that width (and, on a chip that needs forming, a forming pulse); every point is
 recorded on the bench's WireLog (``smu_voltage``, and ``smu_dwell`` for pulses)
 so that safety tests see, at the far side of the wire, what reached a cell.
+The SCPI emulators (2450, B2900) also share how a voltage list is read (:func:`list_values`)
+and the settings they check but that change nothing here (:func:`accepted`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from sim_backend.scpi import OUT_OF_RANGE, ScpiError, boolean, command, need, number
 
 CHANNELS_PER_CARD = 12  # an 8x12 matrix card: columns 01-12
 NOISE_FLOOR_A = 1e-12  # the current noise of a source-measure point
@@ -82,3 +86,28 @@ def source_point(bench, volts: float, seconds: float, *, ilim: float, nplc: floa
     if tripped:
         current = float(np.sign(current or 1.0)) * ilim
     return SourcedPoint(current, tripped)
+
+
+def list_values(args: list[str], max_volts: float, max_points: int) -> list[float]:
+    """The voltages of a ``:SOUR:LIST:VOLT`` (or ``:APP``) command: at least one, none
+    beyond ``max_volts``, at most ``max_points`` (``-222`` otherwise)."""
+    need(args, 1)
+    values = [number(a, "list value") for a in args]
+    if any(abs(v) > max_volts for v in values) or len(values) > max_points:
+        raise ScpiError(OUT_OF_RANGE, "Data out of range; list")
+    return values
+
+
+def accepted(pattern: str, what: str | None = None):
+    """The SCPI handler of a setting accepted and checked but with no effect here: one
+    argument, a number (``what`` names it in the error) or, with no ``what``, a boolean."""
+
+    @command(pattern)
+    def handler(self, args, block):
+        need(args, 1)
+        if what is None:
+            boolean(args[0])
+        else:
+            number(args[0], what)
+
+    return handler

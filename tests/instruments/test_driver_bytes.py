@@ -15,7 +15,7 @@ from instruments.drivers import (
     VirtualClock,
 )
 from instruments.drivers.keithley707b import ChannelError
-from tests.harness import expected_protocol, f32_block, guard, u8_block
+from tests.harness import dc_read, expected_protocol, f32_block, guard, u8_block
 
 
 def array(session, **kw):
@@ -153,10 +153,7 @@ def test_2450_source_measure_and_trip():
         (":MEAS:CURR?;:SOUR:VOLT:ILIM:TRIP?", "1.0e-04;1"),
         (":OUTP OFF", None),
     ]) as drv:
-        drv.set_compliance(1e-4)
-        drv.set_voltage(0.2)
-        drv.output(True)
-        assert drv.measure_current() == pytest.approx(4e-6)
+        assert dc_read(drv, 1e-4, 0.2) == pytest.approx(4e-6)
         with pytest.raises(ComplianceTrip, match="compliance"):
             drv.measure_current()
         drv.output(False)

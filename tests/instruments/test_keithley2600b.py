@@ -26,7 +26,7 @@ from instruments.drivers import ReferenceArrayController
 from instruments.drivers.keithley2600b import Keithley2600B
 from instruments.drivers.smu_switch_array import channel
 from protocols.profiles import write_verify_params
-from tests.harness import expected_protocol, guard, scripted_session
+from tests.harness import dc_read, expected_protocol, guard, scripted_session
 
 US = 1e-6
 IDN = "Keithley Instruments Inc., Model 2636B, 04512345, 4.0.5"
@@ -84,10 +84,7 @@ def test_dc_source_measure_and_a_compliance_trip():
                    ("print(smua.measure.i(), smua.source.compliance)", "2.00000e-06\tfalse"),
                    ("print(smua.measure.i(), smua.source.compliance)", "1.00000e-04\ttrue"),
                    ("smua.source.output = smua.OUTPUT_OFF", None)]) as drv:
-        drv.set_compliance(1e-4)
-        drv.set_voltage(0.2)
-        drv.output(True)
-        assert drv.measure_current() == pytest.approx(2e-6)
+        assert dc_read(drv, 1e-4, 0.2) == pytest.approx(2e-6)
         with pytest.raises(ComplianceTrip, match="compliance tripped at 0.0001 A"):
             drv.measure_current()
         drv.output(False)
@@ -172,10 +169,7 @@ def test_channel_b_drives_smub():
                    *sweep_setup("smub"),
                    (run("{2, 0}", 2, "1e-06", switch=False, smu="smub"), "1e-05, 4, 0, 4")],
                   channel="b") as drv:
-        drv.set_compliance(5e-5)
-        drv.set_voltage(-0.1)
-        drv.output(True)
-        assert drv.measure_current() == pytest.approx(-1e-6)
+        assert dc_read(drv, 5e-5, -0.1) == pytest.approx(-1e-6)
         assert drv.pulse(2.0, 1e-6) == pytest.approx(1e-5)
         assert drv.configuration()["channel"] == "b"
 

@@ -29,7 +29,7 @@ from instruments.errors import ArgumentError
 from instruments.registry import driver_class
 from protocols.profiles import write_verify_params
 from sim_backend.bench import SimBench
-from tests.harness import datasheet, expected_protocol, guard, scripted_session
+from tests.harness import datasheet, dc_read, expected_protocol, guard, scripted_session
 
 US = 1e-6
 IDN = "Keysight Technologies,B2902A,MY51140001,3.4.2011.5100"
@@ -119,21 +119,25 @@ PULSE_SETUP = (":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT:MODE FIX;:SOUR1:VOLT 0;:SOUR1:
 FETCH = ":INIT (@1);*WAI;:FETC:ARR:CURR? (@1)"
 
 
+def pulse_script(v, w: str, a: str, d: str, reply, switch=True, more=()):
+    """A pulse-mode pulse on channel 1: its set-up (the output switched on, if it was off),
+    the trigger and fetch (then ``more``), the channel back to DC (and off again)."""
+    on, off = (";:OUTP1 ON", ";:OUTP1 OFF") if switch else ("", "")
+    return [(PULSE_SETUP.format(v=v, w=w, a=a, d=d) + on, None), (FETCH, reply), *more,
+            (":SOUR1:FUNC:SHAP DC;:SENS1:CURR:NPLC 0.1" + off, None)]
+
+
 def test_pulse_is_a_pulse_mode_pulse_from_and_back_to_zero_volts():
-    with expected_protocol(smu(), setup() + [
-        (PULSE_SETUP.format(v=2, w="0.0001", a="5e-05", d="2.5e-05") + ";:OUTP1 ON", None),
-        (FETCH, "+8.000000E-05"),
-        (":SOUR1:FUNC:SHAP DC;:SENS1:CURR:NPLC 0.1;:OUTP1 OFF", None),
-    ]) as drv:
+    with expected_protocol(smu(), setup() + pulse_script(2, "0.0001", "5e-05", "2.5e-05",
+                                                         "+8.000000E-05")) as drv:
         assert drv.pulse(2.0, 100e-6) == pytest.approx(8e-5)
 
 
 def test_pulse_with_the_output_on_leaves_it_on_at_zero_volts():
     with expected_protocol(smu(), setup() + [
         (":SOUR1:VOLT 0.2", None), (":OUTP1 ON", None),
-        (PULSE_SETUP.format(v=-2.5, w="5e-05", a="2.5e-05", d="1.25e-05"), None),
-        (FETCH, "-1.000000E-04"),  # a pulse's reading is limited at the compliance
-        (":SOUR1:FUNC:SHAP DC;:SENS1:CURR:NPLC 0.1", None),
+        # a pulse's reading is limited at the compliance
+        *pulse_script(-2.5, "5e-05", "2.5e-05", "1.25e-05", "-1.000000E-04", switch=False),
         (":OUTP1 ON", None),  # the level is 0 V now: known, so no level is sent
     ]) as drv:
         drv.set_voltage(0.2)
@@ -143,11 +147,8 @@ def test_pulse_with_the_output_on_leaves_it_on_at_zero_volts():
 
 
 def test_form_pulse_within_the_forming_limits():
-    with expected_protocol(smu(), setup() + [
-        (PULSE_SETUP.format(v=5, w="0.001", a="0.0005", d="0.00025") + ";:OUTP1 ON", None),
-        (FETCH, "+1.000000E-04"),
-        (":SOUR1:FUNC:SHAP DC;:SENS1:CURR:NPLC 0.1;:OUTP1 OFF", None),
-    ]) as drv:
+    with expected_protocol(smu(), setup() + pulse_script(5, "0.001", "0.0005", "0.00025",
+                                                         "+1.000000E-04")) as drv:
         assert drv.form_pulse(5.0, 1e-3) == pytest.approx(1e-4)
 
 
@@ -250,10 +251,7 @@ def test_channel_two_addresses_its_own_nodes_and_list():
         (":SOUR2:FUNC:SHAP DC;:SENS2:CURR:NPLC 0.1", None),
         (":OUTP2 OFF", None),
     ]) as drv:
-        drv.set_compliance(5e-5)
-        drv.set_voltage(0.1)
-        drv.output(True)
-        assert drv.measure_current() == pytest.approx(1e-6)
+        assert dc_read(drv, 5e-5, 0.1) == pytest.approx(1e-6)
         assert drv.pulse(3.0, 1e-4) == pytest.approx(1e-5)
         drv.output(False)
     assert drv.configuration()["channel"] == 2
@@ -310,11 +308,8 @@ def test_a_refused_query_reports_the_queued_error():
 
 
 def test_a_pulse_that_gets_no_answer_is_not_repeated_and_the_channel_is_put_back():
-    with expected_protocol(smu(), setup() + [
-        (PULSE_SETUP.format(v=2, w="0.0001", a="5e-05", d="2.5e-05") + ";:OUTP1 ON", None),
-        (FETCH, None), (":SYST:ERR?", OK),
-        (":SOUR1:FUNC:SHAP DC;:SENS1:CURR:NPLC 0.1;:OUTP1 OFF", None),
-    ]) as drv:
+    with expected_protocol(smu(), setup() + pulse_script(2, "0.0001", "5e-05", "2.5e-05", None,
+                                                         more=[(":SYST:ERR?", OK)])) as drv:
         with pytest.raises(InstrumentTimeout):
             drv.pulse(2.0, 1e-4)
 
