@@ -130,3 +130,38 @@ def _check_options(max_pulses, relax_wait_s, read_averages) -> None:
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def variability_params(datasheet: ChipDatasheet, quick: bool = False, cycles: int | None = None,
+                       max_pulses_per_cell: int | None = None, **overrides):
+    """Variability-map parameters that suit the chip (``protocols.variability``).
+
+    From the datasheet: the window, forming (``required``, ``pristine_below``), the
+    nominal pulse model (:func:`pulse_model`, capped at the limits). Per technology:
+    an abrupt RESET (PCM) is one melt-quench whatever the state, so its trains use
+    the reference RESET and 3 pulses suffice; 1/f read noise (PCM) is not divided by
+    the instrument's averaging when judging a move. ``quick``: 2 cycles instead of 5
+    (the same code; C2C from two cycles is rough). ``cycles`` overrides either.
+    ``max_pulses_per_cell``: the endurance budget (default 200).
+    """
+    from protocols.variability.params import VariabilityError, VariabilityParams
+
+    p = programming(datasheet)
+    if cycles is None:
+        cycles = 2 if quick else 5
+    extra: dict = {}
+    if p.reset == "abrupt":
+        extra["reset_pulses"] = 3
+    if max_pulses_per_cell is not None:
+        extra["max_pulses_per_cell"] = max_pulses_per_cell
+    extra.update(overrides)
+    w = datasheet.window
+    try:
+        return VariabilityParams(
+            window_g_min_s=w.g_min, window_g_max_s=w.g_max,
+            pristine_below_s=datasheet.pristine_below,
+            forming_required=bool(datasheet.forming.required),
+            pulse_model=pulse_model(datasheet), abrupt_reset=p.reset == "abrupt",
+            white_read_noise=p.read_noise != "1/f", cycles=cycles, **extra)
+    except TypeError as exc:
+        raise VariabilityError(str(exc)) from None

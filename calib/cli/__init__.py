@@ -51,6 +51,9 @@ from calib.cli import bench, program, report, sim  # noqa: E402
 
 for module in (sim, program, report, bench):
     main.add_command(module.command)
+from calib.cli.map import command as map_command  # noqa: E402
+
+main.add_command(map_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -17,6 +17,8 @@ from calib.cli.options import (
     wafer_option,
 )
 from calib.jobs import PATTERNS, ProgramOptions, make_targets, program_die
+from calib.jobs.program import die_variability_map
+from calib.jobs.targets import PLACEMENTS
 from calib.wiring import open_bench
 
 
@@ -28,6 +30,12 @@ def _lines(s: dict) -> list[str]:
            f"{s['iterations']} iterations, {s['transactions']} transactions; bench time "
            f"{s['bench_time_s']:.2f} s, wall {s['wall_time_s']:.2f} s",
            f"stored {s['run']} in {s['file']}"]
+    if "placement" in s:
+        p = s["placement"]
+        out.insert(2, f"fault-aware placement from {p['map_run']}: {p['faulty_cells_used']} "
+                      f"faulty cells used, expected weight error "
+                      f"{p['expected_weight_error']:.2%} "
+                      f"(naive {p['expected_weight_error_naive']:.2%})")
     return out
 
 
@@ -38,6 +46,9 @@ def _lines(s: dict) -> list[str]:
 @click.option("--target", type=click.Path(dir_okay=False), default=None,
               help="Target conductances .npy in siemens (NaN = leave alone).")
 @click.option("--pattern", type=click.Choice(PATTERNS), default=None, help="A test pattern.")
+@click.option("--placement", type=click.Choice(PLACEMENTS), default="naive", show_default=True,
+              help="Where the weights go: naive (top-left, pairs interleaved) or fault-aware "
+                   "(around the faults of the die's newest `calib map`).")
 @click.option("--tolerance", type=float, default=1e-6, show_default=True,
               help="Band half-width, siemens.")
 @click.option("--max-pulses", type=click.IntRange(1, 10000), default=None,
@@ -53,8 +64,8 @@ def _lines(s: dict) -> list[str]:
 @wafer_option
 @click.option("--no-form", is_flag=True, help="Skip forming even if the chip needs it.")
 @json_option
-def command(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait, read_averages,
-            bench_file, results, wafer, no_form, as_json) -> None:
+def command(die_id, weights, target, pattern, placement, tolerance, max_pulses, relax_wait,
+            read_averages, bench_file, results, wafer, no_form, as_json) -> None:
     """Program a die by write-verify and store the run (default: the example layer)."""
     if relax_wait is not None and not math.isfinite(relax_wait):
         raise click.BadParameter("must be a finite number of seconds", param_hint="--relax-wait")
@@ -64,8 +75,11 @@ def command(die_id, weights, target, pattern, tolerance, max_pulses, relax_wait,
         sheet = b.datasheet
         options.params(sheet)  # every option checked before any instrument is opened
         w = sheet.window
+        vmap = None
+        if placement == "fault-aware" and target is None and pattern is None:
+            vmap = die_variability_map(b, die_id, results=results, wafer=wafer)
         targets = make_targets(sheet.shape, w.g_min, w.g_max, weights=weights, target=target,
-                               pattern=pattern, seed=die_id)
+                               pattern=pattern, seed=die_id, placement=placement, vmap=vmap)
         total = int(np.isfinite(targets.values).sum())
         with progress_bar(total, f"die {die_id}", not as_json) as progress:
             summary = program_die(b, die_id, targets, options, results=results, wafer=wafer,

@@ -1,6 +1,7 @@
 """Jobs: inputs -> protocol -> a recorded run in the die file. One module per job."""
 
 from calib.jobs.form import form_pristine
+from calib.jobs.map import MapOptions, load_map, map_die  # noqa: F401 - calib map
 from calib.jobs.program import ProgramOptions, program_die
 from calib.jobs.run import JobInterrupted, Run, recorded_run
 from calib.jobs.targets import PATTERNS, ProgramInputError, Targets, make_targets

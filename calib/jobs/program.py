@@ -7,6 +7,7 @@ sweeps call :func:`program_die` directly.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -21,7 +22,9 @@ from calib.jobs.form import form_pristine
 from calib.jobs.run import check_interrupt, recorded_run
 from calib.jobs.targets import ProgramInputError, Targets
 from calib.store import DieStore, DieStoreError, die_path
+from protocols.placement import Placement, weights_from_placement
 from protocols.profiles import write_verify_params
+from protocols.variability.result import PER_CELL, ReadNoiseLaw, VariabilityMap
 from protocols.weights import weights_from_conductances
 
 
@@ -101,6 +104,75 @@ def _store(results: str | Path, wafer: str, die: int) -> DieStore:
     return store
 
 
+def variability_map_from_run(data: dict, run_id: str = "") -> VariabilityMap:
+    """A :class:`VariabilityMap` from a ``variability`` run as ``DieStore.read_run`` gives it
+    (per-cell datasets; the die figures from its summary). ``extra["run"]``: the run."""
+    if "fault" not in data:
+        raise ProgramInputError(f"variability run {run_id} holds no 'fault' dataset: map the "
+                                "die again with `calib map`")
+    fault = np.asarray(data["fault"], dtype=np.uint8)
+    cells = {name: np.asarray(data[name], dtype=np.float64) if name in data
+             else np.full(fault.shape, np.nan) for name in PER_CELL}
+    s = data.get("summary") or {}
+    noise = s.get("read_noise") or {}
+    window = s.get("usable_window_s") or [float("nan"), float("nan")]
+    return VariabilityMap(
+        **cells, fault=fault,
+        read_noise=ReadNoiseLaw(float(noise.get("a_s", noise.get("a", 0.0))),
+                                float(noise.get("b", 0.0))),
+        usable_window=(float(window[0]), float(window[1])),
+        pulses_per_cell=float(s.get("pulses_per_cell", float("nan"))),
+        transactions=int(s.get("transactions", 0)),
+        bench_time_s=float(s.get("bench_time_s", float("nan"))),
+        wall_time_s=float(s.get("wall_time_s", float("nan"))),
+        cycles=int(s.get("cycles", 0)), extra={"run": run_id})
+
+
+def _formed_any(run) -> bool:
+    """A forming run that may have formed a cell (a complete one that formed none did not
+    change the die)."""
+    if run.status != "complete":
+        return True
+    try:
+        return int(json.loads(run.attrs.get("summary_json") or "{}").get("cells_formed", 1)) > 0
+    except (TypeError, ValueError, AttributeError):
+        return True
+
+
+def latest_variability_map(store: DieStore) -> VariabilityMap:
+    """The die's newest complete ``variability`` run as a map; a one-line error naming
+    ``calib map`` when there is none, or when a forming run that formed cells (or may
+    have: not complete) came after it."""
+    runs = store.runs()
+    die = store.die_id if store.die_id is not None else "N"
+    maps = [i for i, r in enumerate(runs) if r.protocol == "variability"
+            and r.status == "complete"]
+    if not maps:
+        raise ProgramInputError(f"die {die} has no variability map in {store.path}: run "
+                                f"`calib map --die {die}` first (or use --placement naive)")
+    newest = runs[maps[-1]]
+    forms = [i for i, r in enumerate(runs) if r.protocol == "form" and _formed_any(r)]
+    if forms and forms[-1] > maps[-1]:
+        raise ProgramInputError(
+            f"die {die}: the newest variability map ({newest.run_id}) is older than the "
+            f"last forming ({runs[forms[-1]].run_id}): map the die again with "
+            f"`calib map --die {die}`")
+    return variability_map_from_run(store.read_run(newest.run_id), newest.run_id)
+
+
+def run_placement(data: dict) -> Placement | None:
+    """The placement a ``write_verify`` run used (from ``read_run``), None for naive runs:
+    ``weights_from_placement(g, run_placement(data))`` reads its weights back."""
+    placed = (data.get("params") or {}).get("placement")
+    return Placement.from_dict(placed) if placed else None
+
+
+def die_variability_map(bench, die: int, *, results: str | Path = "calib-results",
+                        wafer: str | None = None) -> VariabilityMap:
+    """:func:`latest_variability_map` of ``die``'s file (nothing is sent to the bench)."""
+    return latest_variability_map(_store(results, wafer_name(bench, wafer), int(die)))
+
+
 def program_die(bench, die: int, targets: Targets, options: ProgramOptions = ProgramOptions(),
                 *, results: str | Path = "calib-results", wafer: str | None = None,
                 progress: Callable[[protocols.Progress], None] | None = None) -> dict:
@@ -125,14 +197,19 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
         bench.prober.goto(int(die))
     if sheet.forming.required and options.form is not False:
         form_pristine(bench, store)
+    placed = targets.placement
     run_params = {**asdict(params), "target_source": targets.source}
     if targets.mapping is not None:
         run_params["weight_mapping"] = asdict(targets.mapping)
+    if placed is not None:
+        run_params["placement"] = {**placed.to_dict(), "map_run": targets.map_run}
     with recorded_run(bench, store, "write_verify", run_params, die=int(die)) as run:
         result = protocols.write_verify(bench.array, targets.values, clock=bench.clock,
                                         params=params, progress=Checkpoints(run, progress))
         summary = {"die": int(die), **result.summary(), "file": str(store.path),
                    "run": run.id}
+        if placed is not None:
+            summary["placement"] = _save_placement(run, targets)
         summary.update(_save_learned_state(run, result))
         run.finish(_arrays(result, targets), summary, bench_time_s=result.bench_time_s)
     return summary
@@ -153,6 +230,23 @@ def _save_learned_state(run, result) -> dict:
     return {"artifacts": ["response_model", "read_noise"]}
 
 
+def _save_placement(run, targets: Targets) -> dict:
+    """The placement's maps as the run's ``placement`` artifact (``row_map``, ``col_map``;
+    meta: window, scale, expected errors); the summary's ``placement`` entry."""
+    placed = targets.placement
+    entry = {"method": placed.method, "map_run": targets.map_run,
+             "expected_weight_error": placed.expected_error,
+             "expected_weight_error_naive": placed.expected_error_naive,
+             "faulty_cells_used": placed.faulty_cells_used,
+             "window_s": [placed.g_min, placed.g_max]}
+    try:
+        run.save_artifact("placement", placed.to_arrays(),
+                          {**placed.meta(), "map_run": targets.map_run})
+    except DieStoreError as exc:  # the params hold the maps too
+        entry["artifact_error"] = str(exc)
+    return entry
+
+
 def _arrays(result, targets: Targets) -> dict[str, np.ndarray]:
     arrays = {
         "target": result.target, "final": result.final, "pulses": result.pulses,
@@ -164,7 +258,12 @@ def _arrays(result, targets: Targets) -> dict[str, np.ndarray]:
             dtype=[("iteration", "i4"), ("phase", "S10"), ("active", "i4"), ("pulsed", "i4"),
                    ("converged", "i4"), ("transactions", "i4"), ("bench_time_s", "f8")]),
     }
-    if targets.mapping is not None:
+    if targets.placement is not None:
+        p, g0 = targets.placement, targets.placement.g_min
+        arrays["weights_target"] = weights_from_placement(np.nan_to_num(result.target, nan=g0), p)
+        arrays["weights_achieved"] = weights_from_placement(np.nan_to_num(result.final, nan=g0),
+                                                            p)
+    elif targets.mapping is not None:
         m = targets.mapping
         arrays["weights_target"] = weights_from_conductances(
             np.nan_to_num(result.target, nan=m.g_min), m)

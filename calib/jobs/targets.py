@@ -2,6 +2,9 @@
 
 Exactly one source per job; with none, the bundled example layer. Every check
 (file, shape, window, finiteness) happens here, before any instrument is used.
+Weights are placed naively (top-left, pairs interleaved) unless
+``placement="fault-aware"`` and a die's :class:`VariabilityMap` are given
+(:mod:`protocols.placement`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import numpy as np
 
 from instruments.datasheet import data_root
 from instruments.errors import UserError
+from protocols.placement import Placement, place_weights
+from protocols.variability.result import VariabilityMap
 from protocols.weights import WeightMapping, map_weights, place
 
 PATTERNS = ("checkerboard", "random", "gradient")
+PLACEMENTS = ("naive", "fault-aware")
 NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -28,6 +34,8 @@ class Targets:
     values: np.ndarray  # siemens, array shape, NaN = leave alone
     source: str
     mapping: WeightMapping | None = None
+    placement: Placement | None = None  # fault-aware placement (None: naive, top-left)
+    map_run: str | None = None  # the variability run the placement came from
 
 
 def example_weights_path() -> Path:
@@ -66,11 +74,21 @@ def _load_npy(path: str | Path, what: str) -> np.ndarray:
 
 def make_targets(shape: tuple[int, int], g_min: float, g_max: float, *,
                  weights: str | Path | None = None, target: str | Path | None = None,
-                 pattern: str | None = None, seed: int = 0) -> Targets:
-    """Targets from exactly one source; the bundled example layer if none is given."""
+                 pattern: str | None = None, seed: int = 0, placement: str = "naive",
+                 vmap: VariabilityMap | None = None) -> Targets:
+    """Targets from exactly one source; the bundled example layer if none is given.
+
+    ``placement="fault-aware"`` places weights with the die's map ``vmap``
+    (``protocols.placement.place_weights``, targets within [g_min, g_max]).
+    """
     given = [x is not None for x in (weights, target, pattern)]
     if sum(given) > 1:
         raise ProgramInputError("give only one of --weights, --target, --pattern")
+    if placement not in PLACEMENTS:
+        raise ProgramInputError(f"--placement {placement!r}: choose {' or '.join(PLACEMENTS)}")
+    if placement == "fault-aware" and (target is not None or pattern is not None):
+        raise ProgramInputError("--placement fault-aware places weights; give --weights (or "
+                                "none, for the example layer), not --target or --pattern")
     rows, cols = shape
     span = g_max - g_min
     if pattern is not None:
@@ -109,6 +127,9 @@ def make_targets(shape: tuple[int, int], g_min: float, g_max: float, *,
             f"{2 * w.shape[1]} cells (differential pairs); the array is {rows} x {cols}")
     if not np.all(np.isfinite(w)):
         raise ProgramInputError(f"{what} {path}: holds NaN or infinity")
+    source = f"weights:{path}" if weights is not None else "example:layer.npy"
+    if placement == "fault-aware":
+        return _place_fault_aware(w, shape, g_min, g_max, vmap, f"{what} {path}", source)
     with np.errstate(over="ignore", invalid="ignore"):
         block, mapping = map_weights(w, g_min, g_max)
     if not (np.all(np.isfinite(block)) and block.min() >= g_min - 1e-12
@@ -116,8 +137,28 @@ def make_targets(shape: tuple[int, int], g_min: float, g_max: float, *,
         raise ProgramInputError(f"{what} {path}: weights cannot be scaled onto the window "
                                 f"(largest magnitude {np.abs(w).max():g}): too small for "
                                 "floating point")
-    source = f"weights:{path}" if weights is not None else "example:layer.npy"
     return Targets(place(block, shape), source, mapping)
+
+
+def _place_fault_aware(w: np.ndarray, shape, g_min: float, g_max: float,
+                       vmap: VariabilityMap | None, what: str, source: str) -> Targets:
+    """Weights placed around the faults the die's map found, within the chip window."""
+    if vmap is None:
+        raise ProgramInputError("--placement fault-aware needs the die's variability map: "
+                                "run `calib map` first")
+    if tuple(vmap.shape) != tuple(shape):
+        raise ProgramInputError(f"the variability map is {vmap.shape[0]} x {vmap.shape[1]} "
+                                f"cells, the chip {shape[0]} x {shape[1]}: map this die "
+                                "again with `calib map`")
+    with np.errstate(over="ignore", invalid="ignore"):
+        values, placed = place_weights(w, vmap, window=(g_min, g_max))
+    used = np.isfinite(values)
+    if not (np.isfinite(placed.scale) and placed.scale > 0 and used.any()):
+        raise ProgramInputError(f"{what}: weights cannot be scaled onto the window "
+                                f"(largest magnitude {np.abs(w).max():g})")
+    mapping = WeightMapping(g_min=placed.g_min, g_max=placed.g_max, w_clip=placed.w_clip,
+                            scale=placed.scale, shape=placed.shape, clipped=placed.clipped)
+    return Targets(values, source, mapping, placed, vmap.extra.get("run"))
 
 
 def _check_fits(got, shape, what) -> None:

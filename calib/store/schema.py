@@ -160,6 +160,25 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         Dataset("conductance_std", "float", "spread of the repeated reads per cell, S"),
         Dataset("progress", PROGRESS, "progress while mapping", appendable=True),
     )),
+    # fault codes (uint8, protocols.variability.Fault): 0 healthy, 1 stuck-low, 2 stuck-high,
+    # 3 unformed, 4 narrow (moves, cannot reach the chip window), 5 unresponsive within limits
+    Job("variability", "variability map: every cell's window, thresholds, rates, fault class", (
+        Dataset("g_min", "float", "reachable bottom per cell, S (non-moving cells: their read)"),
+        Dataset("g_max", "float", "reachable top per cell, S (non-moving cells: their read)"),
+        Dataset("g_min_c2c", "float", "cycle-to-cycle spread of the bottom, S (NaN: not moving)"),
+        Dataset("g_max_c2c", "float", "cycle-to-cycle spread of the top, S (NaN: not moving)"),
+        Dataset("set_threshold", "float", "smallest SET amplitude that moved the cell, V "
+                "(NaN: none up to the reference)"),
+        Dataset("reset_threshold", "float", "smallest RESET amplitude that moved it, V "
+                "(magnitude)"),
+        Dataset("set_rate", "float", "share of the distance to g_max one reference SET removes"),
+        Dataset("reset_rate", "float", "share of the distance to g_min one reference RESET "
+                "removes"),
+        Dataset("fault", "int", "fault class, uint8: 0 healthy, 1 stuck-low, 2 stuck-high, "
+                "3 unformed, 4 narrow, 5 unresponsive within limits"),
+        Dataset("read_noise_points", "float", "binned repeat reads: rows (G S, sigma S, cells)"),
+        Dataset("progress", PROGRESS, "one row per phase of the map", appendable=True),
+    )),
     Job("tempcal", "conductance against chuck temperature", (
         Dataset("setpoint_c", "float", "temperature setpoints, degC"),
         Dataset("conductance", "float", "reads per setpoint and cell, S (setpoints first)"),
