@@ -13,7 +13,7 @@ from calib.cli.options import (
     results_option,
     wafer_option,
 )
-from calib.jobs.map import MapOptions, map_die
+from calib.jobs.map import MapOptions, load_map, map_die
 from calib.wiring import open_bench
 
 US = 1e-6
@@ -44,6 +44,8 @@ def _lines(s: dict) -> list[str]:
             f"{s['transactions']} transactions; bench time {s['bench_time_s']:.2f} s, wall "
             f"{s['wall_time_s']:.2f} s",
             f"stored {s['run']} in {s['file']}"]
+    if s.get("twin"):
+        out.append(f"simulator twin: {s['twin']} (calib sim --chip {s['twin']})")
     return out
 
 
@@ -59,8 +61,10 @@ def _lines(s: dict) -> list[str]:
 @results_option
 @wafer_option
 @click.option("--no-form", is_flag=True, help="Skip forming even if the chip needs it.")
+@click.option("--twin", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write a simulator chip TOML that reproduces the measured die.")
 @json_option
-def command(die_id, cycles, quick, max_pulses, bench_file, results, wafer, no_form,
+def command(die_id, cycles, quick, max_pulses, bench_file, results, wafer, no_form, twin,
             as_json) -> None:
     """Map a die's variability (windows, thresholds, rates, faults) and store it."""
     options = MapOptions(cycles=cycles, quick=quick, max_pulses_per_cell=max_pulses,
@@ -71,4 +75,10 @@ def command(die_id, cycles, quick, max_pulses, bench_file, results, wafer, no_fo
         with progress_bar(total, f"die {die_id}", not as_json) as progress:
             summary = map_die(b, die_id, options, results=results, wafer=wafer,
                               progress=progress)
+        if twin is not None:
+            from calib.store import DieStore
+            from calib.twin import write_twin
+
+            vmap = load_map(DieStore(summary["file"]), summary["run"])
+            summary["twin"] = str(write_twin(vmap, b.datasheet, twin))
     emit(summary, as_json, _lines)

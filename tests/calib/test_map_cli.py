@@ -134,3 +134,15 @@ def test_an_interrupted_map_is_marked(tmp_path, small, monkeypatch):
     assert result.exit_code == 130
     store = DieStore(next(tmp_path.rglob("die_12.h5")))
     assert store.runs()[-1].status == "interrupted"
+
+
+def test_map_writes_a_simulator_twin_that_loads(tmp_path):
+    import sim_backend
+
+    twin = tmp_path / "twin.toml"
+    result = CliRunner().invoke(main, ["map", "--die", "12", "--quick", "--results",
+                                       str(tmp_path / "r"), "--twin", str(twin), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["twin"] == str(twin)
+    spec = sim_backend.load_chip(twin)
+    assert spec.technology == "rram" and spec.shape == (64, 64)
