@@ -84,3 +84,34 @@ def test_learned_state_is_kept_for_the_next_job(tmp_path):
     model = AdaptiveResponse.from_arrays(store.load_artifact("response_model")[0])
     noise = ReadNoise.from_arrays(store.load_artifact("read_noise")[0])
     assert not model.needs_pilot() and noise.fit is not None
+
+
+def test_cells_formed_before_are_never_formed_again(tmp_path, monkeypatch):
+    """A formed cell RESET hard can read below the pristine level: no second forming."""
+    from calib.jobs.form import form_pristine
+    from calib.store import DieStore, die_path
+
+    with open_bench() as bench:
+        bench.prober.goto(12)
+        store = DieStore(die_path(tmp_path, "w", 12), "w", 12)
+        first = form_pristine(bench, store)
+        assert first > 4000
+        formed = store.read_run(store.runs()[-1].run_id)["formed_mask"]
+        low = np.flatnonzero(formed)[:100]
+        real_read = bench.array.read
+
+        def deep_reset_read(*args, **kwargs):  # 100 formed cells now read 0.05 uS
+            g = real_read(*args, **kwargs)
+            g.ravel()[low] = 0.05e-6
+            return g
+
+        monkeypatch.setattr(bench.array, "read", deep_reset_read)
+        sent = []
+        monkeypatch.setattr(bench.array, "form", lambda **kw: sent.append(kw) or 0)
+        assert form_pristine(bench, store) == 0 and sent == []
+    with open_bench() as fresh:  # a fresh simulated die under the same name: formed again
+        fresh.prober.goto(12)
+        assert form_pristine(fresh, store) > 4000
+        run = store.runs()[-1]
+        assert run.protocol == "form"
+        assert store.read_run(run.run_id)["params"]["die_reads_unformed_again"] is True
