@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calib.jobs.die import check_die_id, die_store, reach_die, wafer_name
 from calib.jobs.form import form_pristine
-from calib.jobs.program import _store, wafer_name
 from calib.jobs.run import check_interrupt, recorded_run
 from calib.store import DieStore, DieStoreError
 from instruments.errors import UserError
@@ -98,18 +98,11 @@ def map_die(bench, die: int, options: MapOptions = MapOptions(), *,
     die summary (with ``file`` and ``run``)."""
     if bench.array is None:
         raise MapInputError("this bench has no array controller ([roles.array])")
-    if isinstance(die, bool) or not isinstance(die, (int, np.integer)) or die < 0:
-        raise MapInputError(f"--die {die!r}: expected a die id, a whole number >= 0")
+    die = check_die_id(die, MapInputError)
     sheet = bench.datasheet
     params = options.params(sheet)  # the budget too: refused before any byte
-    store = _store(results, wafer_name(bench, wafer), int(die))
-    shape = tuple(bench.array.shape)
-    if shape != sheet.shape:
-        raise MapInputError(f"the array controller reports {shape[0]} x {shape[1]} cells, "
-                            f"the datasheet {sheet.source} {sheet.shape[0]} x "
-                            f"{sheet.shape[1]}: check the bench config's datasheet")
-    if bench.prober is not None:
-        bench.prober.goto(int(die))
+    store = die_store(results, wafer_name(bench, wafer), die)
+    reach_die(bench, die, MapInputError)
     if sheet.forming.required:
         if options.form is False:
             pristine = int(np.count_nonzero(bench.array.read() < sheet.pristine_below))

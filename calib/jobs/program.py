@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import protocols
+from calib.jobs.die import check_die_id, die_store, reach_die, wafer_name
 from calib.jobs.form import form_pristine
+from calib.jobs.map import load_map
 from calib.jobs.run import check_interrupt, recorded_run
 from calib.jobs.targets import ProgramInputError, Targets
-from calib.store import DieStore, DieStoreError, die_path
+from calib.store import DieStore, DieStoreError
 from protocols.placement import Placement, weights_from_placement
 from protocols.profiles import write_verify_params
-from protocols.variability.result import PER_CELL, ReadNoiseLaw, VariabilityMap
+from protocols.variability.result import VariabilityMap
 from protocols.weights import weights_from_conductances
 
 
@@ -88,46 +89,6 @@ class Checkpoints:
         self.saved += 1
 
 
-def wafer_name(bench, override: str | None = None) -> str:
-    return override or bench.wafer_name or "wafer"
-
-
-def _store(results: str | Path, wafer: str, die: int) -> DieStore:
-    """The die's store, its path checked without creating anything: the folder is made
-    on the first write, after the die was reached."""
-    store = DieStore(die_path(results, wafer, die), wafer, die)
-    folder = store.path.parent
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise DieStoreError(f"cannot write results under {folder}: {existing} is "
-                            f"{'not a folder' if not existing.is_dir() else 'not writable'}")
-    return store
-
-
-def variability_map_from_run(data: dict, run_id: str = "") -> VariabilityMap:
-    """A :class:`VariabilityMap` from a ``variability`` run as ``DieStore.read_run`` gives it
-    (per-cell datasets; the die figures from its summary). ``extra["run"]``: the run."""
-    if "fault" not in data:
-        raise ProgramInputError(f"variability run {run_id} holds no 'fault' dataset: map the "
-                                "die again with `calib map`")
-    fault = np.asarray(data["fault"], dtype=np.uint8)
-    cells = {name: np.asarray(data[name], dtype=np.float64) if name in data
-             else np.full(fault.shape, np.nan) for name in PER_CELL}
-    s = data.get("summary") or {}
-    noise = s.get("read_noise") or {}
-    window = s.get("usable_window_s") or [float("nan"), float("nan")]
-    return VariabilityMap(
-        **cells, fault=fault,
-        read_noise=ReadNoiseLaw(float(noise.get("a_s", noise.get("a", 0.0))),
-                                float(noise.get("b", 0.0))),
-        usable_window=(float(window[0]), float(window[1])),
-        pulses_per_cell=float(s.get("pulses_per_cell", float("nan"))),
-        transactions=int(s.get("transactions", 0)),
-        bench_time_s=float(s.get("bench_time_s", float("nan"))),
-        wall_time_s=float(s.get("wall_time_s", float("nan"))),
-        cycles=int(s.get("cycles", 0)), extra={"run": run_id})
-
-
 def _formed_any(run) -> bool:
     """A forming run that may have formed a cell (a complete one that formed none did not
     change the die)."""
@@ -157,7 +118,8 @@ def latest_variability_map(store: DieStore) -> VariabilityMap:
             f"die {die}: the newest variability map ({newest.run_id}) is older than the "
             f"last forming ({runs[forms[-1]].run_id}): map the die again with "
             f"`calib map --die {die}`")
-    return variability_map_from_run(store.read_run(newest.run_id), newest.run_id)
+    vmap = load_map(store, newest.run_id)
+    return replace(vmap, extra={**vmap.extra, "run": newest.run_id})
 
 
 def run_placement(data: dict) -> Placement | None:
@@ -170,7 +132,7 @@ def run_placement(data: dict) -> Placement | None:
 def die_variability_map(bench, die: int, *, results: str | Path = "calib-results",
                         wafer: str | None = None) -> VariabilityMap:
     """:func:`latest_variability_map` of ``die``'s file (nothing is sent to the bench)."""
-    return latest_variability_map(_store(results, wafer_name(bench, wafer), int(die)))
+    return latest_variability_map(die_store(results, wafer_name(bench, wafer), int(die)))
 
 
 def program_die(bench, die: int, targets: Targets, options: ProgramOptions = ProgramOptions(),
@@ -179,22 +141,14 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
     """Step to ``die``, form if needed, write-verify ``targets``, record the run."""
     if bench.array is None:
         raise ProgramInputError("this bench has no array controller ([roles.array])")
-    if isinstance(die, bool) or not isinstance(die, (int, np.integer)) or die < 0:
-        raise ProgramInputError(f"--die {die!r}: expected a die id, a whole number >= 0")
+    die = check_die_id(die, ProgramInputError)
     sheet = bench.datasheet
     params = options.params(sheet)
     if targets.values.shape != sheet.shape:
         raise ProgramInputError(f"targets are {targets.values.shape}, the chip is "
                                 f"{sheet.shape} (datasheet {sheet.name})")
-    store = _store(results, wafer_name(bench, wafer), int(die))
-    # -- the first bytes to the instruments: queries, then the prober ------------
-    shape = tuple(bench.array.shape)
-    if shape != sheet.shape:
-        raise ProgramInputError(f"the array controller reports {shape[0]} x {shape[1]} cells, "
-                                f"the datasheet {sheet.source} {sheet.shape[0]} x "
-                                f"{sheet.shape[1]}: check the bench config's datasheet")
-    if bench.prober is not None:
-        bench.prober.goto(int(die))
+    store = die_store(results, wafer_name(bench, wafer), die)
+    reach_die(bench, die, ProgramInputError)  # the first bytes to the instruments
     if sheet.forming.required and options.form is not False:
         form_pristine(bench, store)
     placed = targets.placement
