@@ -165,7 +165,8 @@ def twin_figures(vmap: VariabilityMap, datasheet: ChipDatasheet) -> dict[str, di
     read_noise: dict[str, float | str | None] = {}
     white = (prog.read_noise or ("1/f" if tech == "pcm" else "white")) == "white"
     a, b = float(vmap.read_noise.a), float(vmap.read_noise.b)
-    if white and math.isfinite(a) and math.isfinite(b) and (a > 0 or b > 0):
+    linear = getattr(vmap.read_noise, "c", 1.0) == 1.0  # a line a + b G maps onto the spec
+    if white and linear and math.isfinite(a) and math.isfinite(b) and (a > 0 or b > 0):
         n = float(vmap.extra.get("read_averages", 1) or 1)
         read_noise = {"model": "relative", "relative": max(b, 0.0) * math.sqrt(n),
                       "absolute": max(a, 0.0) * math.sqrt(n)}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from protocols.variability import ReadNoiseLaw
+
 US = 1e-6
 FAULT_NAMES = ("healthy", "stuck-low", "stuck-high", "unformed", "narrow", "unresponsive")
 
@@ -22,8 +24,9 @@ def variability_lines(run: dict) -> list[str]:
 
     return [f"    cells {s.get('cells')}, yield {s.get('yield', 0):.2%}, faults "
             + ", ".join(f"{k} {v}" for k, v in f.items()),
-            f"    usable window {us(lo)} - {us(hi)} uS, read noise {us(noise.get('a_s'))} uS + "
-            f"{noise.get('b', 0):.3g} G, {s.get('cycles')} cycles, pulses per cell "
+            f"    usable window {us(lo)} - {us(hi)} uS, read noise "
+            f"{ReadNoiseLaw.from_summary(noise).describe()}, {s.get('cycles')} cycles, "
+            "pulses per cell "
             f"{s.get('pulses_per_cell', 0):.1f}, transactions {s.get('transactions')}, "
             f"bench {s.get('bench_time_s', 0):.2f} s, wall {s.get('wall_time_s', 0):.2f} s"]
 
@@ -105,8 +108,8 @@ def plot_variability(run: dict, title: str, png: str | Path) -> str:
     else:
         g = np.geomspace(1e-7, 1e-4, 100)
     if noise:
-        ax.plot(g / US, (noise.get("a_s", 0) + noise.get("b", 0) * g) / US, "k-",
-                label=f"fit {noise.get('a_s', 0) / US:.3g} uS + {noise.get('b', 0):.3g} G")
+        law = ReadNoiseLaw.from_summary(noise)
+        ax.plot(g / US, law.sigma(g) / US, "k-", label=f"fit {law.describe()}")
     ax.set(xscale="log", yscale="log", xlabel="G (uS)", ylabel="sigma of one read (uS)",
            title="read-noise law")
     ax.legend(fontsize=8)

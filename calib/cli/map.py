@@ -15,6 +15,7 @@ from calib.cli.options import (
 )
 from calib.jobs.map import MapOptions, load_map, map_die
 from calib.wiring import open_bench
+from protocols.variability import ReadNoiseLaw
 
 US = 1e-6
 
@@ -33,7 +34,7 @@ def _lines(s: dict) -> list[str]:
            f"({f['stuck_low']} stuck-low, {f['stuck_high']} stuck-high, {f['unformed']} "
            f"unformed, {f['narrow']} narrow, {f['unresponsive']} unresponsive)",
            f"usable window {us(lo)} - {us(hi)} uS (reached by 99 % of healthy cells); "
-           f"read noise {noise['a_s'] / US:.3g} uS + {noise['b']:.3g} G"]
+           f"read noise {ReadNoiseLaw.from_summary(noise).describe()}"]
     if "g_max" in d2d and "g_min" in d2d:
         out.append(f"g_max median {d2d['g_max']['median'] / US:.3g} uS (D2D log-std "
                    f"{d2d['g_max'].get('log_std', float('nan')):.2f}), g_min median "

@@ -154,7 +154,7 @@ def load_map(store: DieStore, run_id: str | None = None) -> VariabilityMap:
     return VariabilityMap(
         **{name: np.asarray(data[name], np.float64) for name in PER_CELL},
         fault=np.asarray(data["fault"], np.uint8),
-        read_noise=ReadNoiseLaw(float(noise.get("a_s", 0.0)), float(noise.get("b", 0.0))),
+        read_noise=ReadNoiseLaw.from_summary(noise),
         usable_window=tuple(s.get("usable_window_s", (np.nan, np.nan))),
         pulses_per_cell=float(s.get("pulses_per_cell", np.nan)),
         transactions=int(s.get("transactions", 0)), bench_time_s=float(s.get("bench_time_s", 0)),

@@ -32,8 +32,12 @@ train approaches (its saturation, extrapolated: trains stop at about 95 % of the
 way). ``g_max`` / ``g_min`` are the medians of ``B_c`` over cycles, ``*_c2c``
 their standard deviation (estimation noise included); the rate is the share of
 the distance ``1 - beta`` converted to the datasheet's reference pulse through the
-nominal drive law, ``1 - beta^(1 / d_train)``. Reads pinned at the instrument's
-top of range (many cells reading the same largest value) are left out of the fits.
+nominal drive law, ``1 - beta^(1 / d_train)``, pooled with the pilot's reference
+pulses. Reads pinned at the instrument's top of range (many cells reading the same
+largest value) are censored in the fits. The estimation noise of the per-cell rates
+and g_max, measured by a jackknife over the cycles, is taken out of their D2D spread
+(:func:`_deconvolve`). The read-noise law is a + b G, or a + b G^c when no line holds
+within 15 % across the window (1/f-like noise).
 
 The die is left with every moving cell at the end of its last RESET train (at its
 g_min); cells that do not move are left as they were.
@@ -48,6 +52,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.optimize import nnls
 from scipy.special import log_ndtr
+from scipy.stats import chi2
 
 from protocols.variability.params import MapProgress, VariabilityError, VariabilityParams
 from protocols.variability.result import Fault, ReadNoiseLaw, VariabilityMap
@@ -57,6 +62,10 @@ UNIT = 1e-6  # fits run in microsiemens
 CEILING_MARGIN = 0.01  # reads within this share of a detected top of range are censored
 PINNED = 1e-6  # ... within this share: pinned at it
 REWEIGHTS = 3  # IRLS passes of the soft-bound fit
+PILOT_DISTANCE = 0.25  # pilot rates of cells this share of the window from the bound
+NOISE_BINS = 8  # quantile bins of a per-cell estimate, for its estimation noise
+NOISE_CELLS = 30  # bins of fewer cells are fitted but not judged
+NOISE_MISFIT = 0.15  # the largest relative miss of a read-noise law inside the window
 PROBE_SWING = 0.2  # share of the window a strongest SET + RESET must swing a cell
 DENSE = 0.25  # above this share of the cells, reads and pulses go as masks
 MIN_BETA = 0.02  # ... less than this: a failed fit (gradual polarities)
@@ -93,7 +102,7 @@ class _Mapper:
         self.total = (1 + 4 * (p.noise_reads + 2) + 4 * p.pilot_pulses + 6 + 4 * p.ramp_steps
                       + 2 * p.cycles * (p.set_pulses + p.reset_pulses) + 2)
         self.noise_states: list[tuple[np.ndarray, np.ndarray]] = []  # (mean, var) per state
-        self.law = self.law_all = ReadNoiseLaw(0.0, 0.01)
+        self.law = self.law_all = self.law_move = ReadNoiseLaw(0.0, 0.01)
         self.ceiling = np.inf  # detected top of the read range, S
         self.cut = np.inf  # reads above this are censored
         # per polarity: every train's (cells, reads), and the last read of each train
@@ -102,6 +111,8 @@ class _Mapper:
         self.tails: list[tuple[np.ndarray, np.ndarray]] = []  # saturated RESET samples, S
         self.train = {}  # polarity -> (volts, width, drive)
         self.pilot_fraction = {}
+        self.pilot_reads = {}  # polarity -> (cells, reads before and after each pulse)
+        self.spread = {}  # polarity -> per-cell jackknife variances (log rate, log bound)
         self.tx0 = array.transactions
         self.t0_bench = self.now()
         self.t0_wall = time.perf_counter()
@@ -148,10 +159,11 @@ class _Mapper:
 
     # -- read noise -----------------------------------------------------------------
     def sigma(self, g: np.ndarray) -> np.ndarray:
-        """Sigma of one averaged read at ``g`` (S): the larger of the reported law (the
-        window's) and the line through every bin, so no move is judged on too little."""
+        """Sigma of one averaged read at ``g`` (S), for judging moves: the larger of two
+        lines, the window's and the one through every bin, so no move is judged on too
+        little (repeat reads in quick succession understate 1/f noise over a ramp)."""
         g = np.nan_to_num(g)
-        return np.maximum(self.law.sigma(g), self.law_all.sigma(g)) / self.avg_gain
+        return np.maximum(self.law_move.sigma(g), self.law_all.sigma(g)) / self.avg_gain
 
     def noise_state(self) -> None:
         """Repeat reads (averages 1) of every cell, unpulsed: one point per cell."""
@@ -176,21 +188,35 @@ class _Mapper:
         return (sum_g[keep] / count[keep], np.sqrt(sum_v[keep] / count[keep]), count[keep])
 
     def fit_noise(self) -> None:
-        """sigma(G) = a + b G, least squares in relative error, a, b >= 0: over every bin
-        if the line holds within 15 % across the window, else over the window's bins
-        only (PCM's 1/f noise is not linear in G over the 100x below the window)."""
+        """The reported law: sigma(G) = a + b G, least squares in relative error, a, b >= 0,
+        if the line holds within 15 % across the window (over its bins of ``NOISE_CELLS``
+        cells or more); else the power law a + b G^c (1/f-like noise grows as a power of
+        G: PCM's), over every bin, over those from the window's bottom up, or over the
+        window's: the first that holds, else whichever of those (or the window's line)
+        misses least. Move detection uses lines only (:meth:`sigma`): the one through every
+        bin (``law_all``) and, if that misses a window bin by 15 %, the window's."""
         g, s, c = self.noise_points()
         if g.size == 0:
             return
         p = self.p
-        inside = (g >= p.window_g_min_s + 0.02 * p.span_s) & (g <= p.window_g_max_s)
-        a, b = _relative_fit(g, s, c)
-        self.law_all = ReadNoiseLaw(float(a), float(b))  # what move detection also uses
+        above = g >= p.window_g_min_s + 0.02 * p.span_s
+        inside = above & (g <= p.window_g_max_s)
+        judged = inside & (c >= NOISE_CELLS)  # a bin's sigma is within ~7 % from 30 cells
+        self.law = self.law_all = self.law_move = ReadNoiseLaw(*_relative_fit(g, s, c))
         if np.count_nonzero(inside) >= 3:
-            misfit = np.abs((a + b * g[inside]) / s[inside] - 1).max()
-            if misfit > 0.15:
-                a, b = _relative_fit(g[inside], s[inside], c[inside])
-        self.law = ReadNoiseLaw(float(a), float(b))
+            if np.abs(self.law_all.sigma(g[inside]) / s[inside] - 1).max() > NOISE_MISFIT:
+                self.law_move = ReadNoiseLaw(*_relative_fit(g[inside], s[inside], c[inside]))
+        if np.count_nonzero(judged) < 3:
+            return
+
+        def misfit(law: ReadNoiseLaw) -> float:
+            return float(np.abs(law.sigma(g[judged]) / s[judged] - 1).max())
+
+        if misfit(self.law) <= NOISE_MISFIT:
+            return
+        tried = [_power_fit(g[sub], s[sub], c[sub]) for sub in (g > 0, above, inside)]
+        good = [law for law in tried if misfit(law) <= NOISE_MISFIT]
+        self.law = good[0] if good else min(tried + [self.law_move], key=misfit)
 
     # -- pulses ---------------------------------------------------------------------
     def reference(self, pol: int) -> tuple[float, float]:
@@ -267,6 +293,7 @@ class _Mapper:
             self.pulse(cells, s * volts, width)
             reads.append(self.read(cells))
         self.g[cells] = reads[-1]
+        self.pilot_reads[pol] = (cells, np.asarray(reads, np.float32))  # a rate per cell
         steps = [s * (b - a) for a, b in zip(reads[:-1], reads[1:], strict=True)]
         thr = p.move_sigma * np.sqrt(2.0) * self.sigma(reads[0])
         moved = steps[0] > thr
@@ -440,7 +467,8 @@ class _Mapper:
         # steps below put in its expectation under the current fit (a Tobit line)
         censored = fin & (y >= cut)
         any_censored = bool(censored.any())
-        beta, bound_c, common = _fit_soft_bound(x, y, ok.astype(np.float32))
+        y_fit, w = y, ok.astype(np.float32)
+        beta, bound_c, common = _fit_soft_bound(x, y, w)
         mostly = ok.sum((0, 1)) < censored.sum((0, 1))
         if np.any(mostly) and np.any(np.isfinite(beta) & ~mostly):
             # cells read mostly at the top: start their EM from the population's beta
@@ -455,23 +483,16 @@ class _Mapper:
             fitted += target  # (1 - beta) B + beta x
             pred = np.abs(target - keep * x)  # the expected step
             use = ok & np.isfinite(pred) & np.isfinite(fitted)
-            if np.count_nonzero(use) < 10:
+            sigma = _step_noise(y, fitted, pred, use)
+            if sigma is None:
                 break
-            sample = np.flatnonzero(use.ravel())
-            if sample.size > 200_000:
-                sample = sample[:: sample.size // 200_000]
-            a = np.column_stack([pred.ravel()[sample], np.ones(sample.size)]).astype(np.float64)
-            resid = np.abs(y.ravel()[sample] - fitted.ravel()[sample]) * np.sqrt(np.pi / 2)
-            (slope, floor), _ = nnls(a, resid.astype(np.float64))
-            sigma = np.nan_to_num(pred, copy=False)
-            sigma *= np.float32(slope)
-            sigma += np.float32(max(floor, 1e-3))
             y_fit = y
             if any_censored:
                 y_fit, fill = _impute_censored(y, fitted, sigma, censored, cut)
                 use |= fill
             w = np.where(use, np.float32(1.0) / (sigma * sigma), np.float32(0.0))
             beta, bound_c, common = _fit_soft_bound(x, y_fit, w)
+        self.spread[pol] = _jackknife(x, y_fit, w)  # estimation noise, from the cycles
         # a cell whose reads sit mostly at the top of the range: its rate is not measured
         beta = np.where(ok.sum((0, 1)) < c, np.nan, beta)
         levels = np.vstack(self.levels[pol]) / UNIT
@@ -521,13 +542,75 @@ class _Mapper:
                 out.append(1.0 - np.clip(beta, 0.0, 1.0) ** (1.0 / d))
         set_rate, reset_rate = out
         # a gradual polarity whose fit says one train pulse erased all of the distance
-        # (the trains aim at 35-45 %): a failed fit, not a measurement
+        # (the trains aim at 35 %): a failed fit, not a measurement
         set_rate[~(beta_set >= MIN_BETA)] = np.nan
         if not self.p.abrupt_reset:
             reset_rate[~(beta_reset >= MIN_BETA)] = np.nan
         # read at the top of the range yet, by its fit, barely moving: the fit failed
         set_rate[censored & ~(beta_set <= 0.9)] = np.nan
         return set_rate, reset_rate
+
+    def deconvolve(self, moving, pinned, slow, rates, g_max, g_min) -> dict:
+        """Per-cell rates (``rates``: set, reset shares) and g_max, in place, with the
+        estimation noise measured from the repeat cycles (jackknife) taken out of their
+        D2D spread (in log); rates first pooled with the pilot's (:meth:`with_pilot`).
+        ``pinned``: the cells read at the top of the range (their noise is told apart);
+        ``slow``: too slow to extrapolate (their g_max is read, not fitted).
+        Returns the spread factors applied."""
+        factors, cycles = {}, self.p.cycles
+        pols = (("set_rate", SET, g_max),) + (
+            () if self.p.abrupt_reset else (("reset_rate", RESET, g_min),))
+        for name, pol, bound in pols:
+            share = rates[pol]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                log_r = np.log(-np.log1p(-np.clip(share, 0.0, 1.0 - 1e-12)))
+            use = moving & (share > 0) & np.isfinite(log_r)
+            noise = np.fmax(*(_binned_noise(self.spread[pol][0], log_r, use & group, cycles)
+                              for group in (pinned, ~pinned)))  # pinned: noisier
+            log_r, noise = self.with_pilot(pol, log_r, noise, use, bound)
+            new, k = _deconvolve(log_r, noise, use)
+            share[:] = np.where(np.isfinite(new), -np.expm1(-np.exp(new)), share)
+            factors[name] = k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_g = np.log(g_max / UNIT)
+        use = moving & ~pinned & ~slow  # g_max from the fit
+        new, k = _deconvolve(log_g, _binned_noise(self.spread[SET][1], log_g, use, cycles), use)
+        g_max[:] = np.where(np.isfinite(new), np.exp(new) * UNIT, g_max)
+        factors["g_max"] = k
+        return factors
+
+    def with_pilot(self, pol, log_r, noise, use, bound):
+        """The trains' log rates pooled (inverse-variance) with the pilot's own: its
+        reference pulses (drive 1) remove ``sum(steps) / sum(distances to the bound)`` of
+        a cell far from its bound, the nominal drive law's misfit taken out as the median
+        log ratio to the trains' rates, its noise the spread of that ratio less the
+        trains' (per bin of rate, as ``noise``, the trains' per cell). Returns the log
+        rates and each cell's estimation variance."""
+        if pol not in self.pilot_reads or not np.any(np.isfinite(noise) & use):
+            return log_r, noise
+        cells, reads = self.pilot_reads[pol]
+        s = self.sign(pol)
+        dist, step = s * (bound[cells] - reads[:-1]), s * (reads[1:] - reads[:-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = step.sum(0) / dist.sum(0)
+            far = (dist.min(0) > PILOT_DISTANCE * self.p.span_s) & (f > 0) & (f < 1)
+            far &= reads.max(0) < self.cut  # a read at the top of the range: censored
+            log_p = np.full(self.n, np.nan)
+            d_ref = self.drive(pol, *self.reference(pol))
+            log_p[cells[far]] = np.log(-np.log1p(-f[far]) / d_ref)
+        both = use & np.isfinite(log_p) & np.isfinite(noise)
+        if np.count_nonzero(both) < 20 * NOISE_BINS:
+            return log_r, noise
+        diff = log_p - log_r
+        log_p = log_p - float(np.median(diff[both]))
+        noise_p = np.full(self.n, np.nan)
+        for b in _bins(log_r, both):
+            spread = float((1.4826 * np.median(np.abs(diff[b] - np.median(diff[b])))) ** 2)
+            noise_p[b] = np.maximum(spread - noise[b], 0.25 * spread)
+        out, pooled = log_r.copy(), noise.copy()
+        pooled[both] = 1.0 / (1.0 / noise[both] + 1.0 / noise_p[both])
+        out[both] = pooled[both] * (log_r[both] / noise[both] + log_p[both] / noise_p[both])
+        return out, pooled
 
     def faults(self, moving, level, g_min, g_max) -> np.ndarray:
         """Moving cells: healthy or narrow; the others by what they read."""
@@ -560,6 +643,7 @@ class _Mapper:
             "rate_reference": "share of the distance to the bound one datasheet-reference "
                               "pulse removes (drive 1)",
             "c2c": c2c,
+            "d2d_deconvolution": getattr(self, "factors", {}),
             "read_ceiling_s": None if not np.isfinite(self.ceiling) else self.ceiling,
             "g_max_beyond_read_range": int(np.count_nonzero(censored)),
             "slow_cells": int(np.count_nonzero(slow)),
@@ -577,6 +661,8 @@ class _Mapper:
         g_min, g_min_c2c = self.bottom()
         censored, g_max = self.top_censored(moving, g_max)
         set_rate, reset_rate = self.rates(beta_set, beta_reset, censored)
+        self.factors = self.deconvolve(moving, censored, ~(beta_set <= MAX_BETA),
+                                       {SET: set_rate, RESET: reset_rate}, g_max, g_min)
         fault = self.faults(moving, level, g_min, g_max)
         still = ~moving
         for arr in (g_min, g_max):
@@ -619,11 +705,42 @@ def _impute_censored(y, fitted, sigma, censored, cut):
     return out, fill
 
 
+def _step_noise(y, fitted, pred, use):
+    """sigma = slope |expected step| + floor of each pair (C2C noise grows with the step),
+    from the fit's absolute residuals (a subsample of at most 200k pairs); None: too few."""
+    if np.count_nonzero(use) < 10:
+        return None
+    sample = np.flatnonzero(use.ravel())
+    if sample.size > 200_000:
+        sample = sample[:: sample.size // 200_000]
+    a = np.column_stack([pred.ravel()[sample], np.ones(sample.size)]).astype(np.float64)
+    resid = np.abs(y.ravel()[sample] - fitted.ravel()[sample]) * np.sqrt(np.pi / 2)
+    (slope, floor), _ = nnls(a, resid.astype(np.float64))
+    sigma = np.nan_to_num(pred, copy=False)  # pred is not used again
+    sigma *= np.float32(slope)
+    sigma += np.float32(max(floor, 1e-3))
+    return sigma
+
+
 def _relative_fit(g: np.ndarray, s: np.ndarray, c: np.ndarray) -> tuple[float, float]:
     """a, b >= 0 of s = a + b g, each bin weighted by its cells over its sigma squared."""
     w = np.sqrt(c) / np.maximum(s, 1e-12)
     x, _ = nnls(np.column_stack([w * UNIT, w * g]), w * s)
     return float(x[0] * UNIT), float(x[1])
+
+
+def _power_fit(g: np.ndarray, s: np.ndarray, c: np.ndarray) -> ReadNoiseLaw:
+    """s = a + b g^e, a, b >= 0, least squares in relative error (weights as
+    :func:`_relative_fit`), e the best on a grid of 0.05 .. 1.5."""
+    w = np.sqrt(c) / np.maximum(s, 1e-12)
+    gu = g / UNIT
+    best = (np.inf, ReadNoiseLaw(0.0, 0.0))
+    for e in np.arange(0.05, 1.5001, 0.025):
+        x, resid = nnls(np.column_stack([w, w * gu ** e]), w * s / UNIT)
+        if resid < best[0]:
+            best = (resid, ReadNoiseLaw(float(x[0] * UNIT), float(x[1] * UNIT ** (1 - e)),
+                                        float(e)))
+    return best[1]
 
 
 def _fit_soft_bound(x: np.ndarray, y: np.ndarray, w: np.ndarray):
@@ -646,6 +763,94 @@ def _fit_soft_bound(x: np.ndarray, y: np.ndarray, w: np.ndarray):
         bound = (swy_c / sw_c - beta * swx_c / sw_c) / (1.0 - beta)
     enough = on.sum(1) >= 2
     return beta, np.where(enough, bound, np.nan), common
+
+
+def _jackknife(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the jackknife variance over cycles (axis 0) of the pooled soft-bound
+    fit's log rate ``log(-log beta)`` and log bound: how much of a per-cell estimate is
+    the cycle-to-cycle noise of its steps (NaN with fewer than 3 cycles in the fit)."""
+    on = w > 0
+    xs, ys = np.where(on, x, 0), np.where(on, y, 0)
+    f8 = np.float64
+    wx = w * xs
+    sums = np.stack([w.sum(1, dtype=f8), wx.sum(1, dtype=f8), (w * ys).sum(1, dtype=f8),
+                     (wx * xs).sum(1, dtype=f8), (wx * ys).sum(1, dtype=f8)])
+    present = on.any(1)  # (cycles, cells)
+
+    def fit(s):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = s[0]
+            mx, my = s[1] / total, s[2] / total
+            beta = (s[4] - total * mx * my) / (s[3] - total * mx * mx)
+            beta = np.where((beta >= MIN_BETA) & (beta < 0.999), beta, np.nan)
+            bound = (my - beta * mx) / (1.0 - beta)
+            return np.log(-np.log(beta)), np.log(np.where(bound > 0, bound, np.nan))
+
+    full = sums.sum(1)
+    out = []
+    loo = [fit(full - sums[:, i]) for i in range(x.shape[0])]
+    count = present.sum(0)
+    for k in range(2):
+        est = np.stack([np.where(present[i], loo[i][k], np.nan) for i in range(len(loo))])
+        with _quiet():
+            dev = est - np.nanmean(est, axis=0)
+            var = (count - 1) / np.maximum(count, 1) * np.nansum(dev * dev, axis=0)
+        out.append(np.where(count >= 3, var, np.nan))
+    return out[0], out[1]
+
+
+def _noise_var(est_var: np.ndarray, use: np.ndarray, cycles: int) -> float:
+    """The estimation variance of a per-cell quantity over ``use``, robustly: the cells'
+    median jackknife variance over the median of chi2(m - 1) / (m - 1), m the cycles (the
+    jackknife's mean is pulled up by a few cells and overstates it). NaN: too few."""
+    ok = use & np.isfinite(est_var)
+    if np.count_nonzero(ok) < 20 or cycles < 3:
+        return float("nan")
+    return float(np.median(est_var[ok]) * (cycles - 1) / chi2.ppf(0.5, cycles - 1))
+
+
+def _bins(v: np.ndarray, use: np.ndarray):
+    """``NOISE_BINS`` masks splitting the cells of ``use`` by quantiles of ``v``."""
+    edges = np.quantile(v[use], np.linspace(0.0, 1.0, NOISE_BINS + 1))
+    edges[-1] = np.inf
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        yield use & (v >= lo) & (v < hi)
+
+
+def _binned_noise(est_var, log_v, use, cycles) -> np.ndarray:
+    """Per cell, the estimation variance of its bin of ``log_v`` (:func:`_noise_var` over
+    the bin: a cell's own jackknife is too rough, its bin's median is not); NaN off
+    ``use`` or with too few cells."""
+    out = np.full(log_v.shape, np.nan)
+    ok = use & np.isfinite(log_v)
+    if np.count_nonzero(ok) < 20 * NOISE_BINS:
+        out[ok] = _noise_var(est_var, ok, cycles)
+        return out
+    for b in _bins(log_v, ok):
+        out[b] = _noise_var(est_var, b, cycles)
+    return out
+
+
+def _deconvolve(log_v: np.ndarray, noise, use: np.ndarray):
+    """``log_v`` with the estimation noise ``noise`` (a variance, per cell or for all) taken
+    out of its spread over ``use``: observed variance V = true + E (E its mean, true at
+    least 0.09 V); each cell's deviation from the median is shrunk by true / (true + its
+    noise) (the noisier, the more), then all scaled so that their spread is the true
+    one. Returns that and sqrt(true / V) (1: nothing to remove, or too few cells)."""
+    ok = use & np.isfinite(log_v)
+    noise = np.broadcast_to(np.asarray(noise, np.float64), log_v.shape)
+    if np.count_nonzero(ok) < 20 or not np.all(np.isfinite(noise[ok])):
+        return log_v, 1.0
+    v = log_v[ok]
+    observed = float(v.var())
+    if not observed > 0:
+        return log_v, 1.0
+    true = max(observed - float(noise[ok].mean()), 0.09 * observed)
+    mid = float(np.median(v))
+    dev = (v - mid) * (true / (true + noise[ok]))  # each cell by its own noise
+    out = log_v.copy()
+    out[ok] = mid + dev * np.sqrt(true) / max(float(dev.std()), 1e-12)
+    return out, float(np.sqrt(true / observed))
 
 
 def _median(v: np.ndarray) -> float | None:

@@ -44,8 +44,8 @@ class VariabilityParams:
     reset_pulses: int = 7  # pulses per RESET train (then the tail, below)
     train_fraction: float = 0.35  # share of the distance to the bound one train pulse
     # should remove for the median cell (chosen from a two-pulse pilot per polarity)
-    reset_train_fraction: float = 0.45  # the same for RESET trains: g_min is far below where
-    # they start (G spans 100x), so they take bigger bites to end near saturation
+    reset_train_fraction: float = 0.35  # the same for RESET trains: they measure the rate
+    # (bites small enough that fast cells still take several steps); g_min comes from the tail
     reset_tail_pulses: int = 4  # strong RESET pulses ending each RESET train, each read a
     # sample of the cell's bottom (g_min); 0 with an abrupt RESET (every RESET is one)
     pilot_pulses: int = 2  # reference pulses per polarity that measure the population rate

@@ -30,13 +30,31 @@ PER_CELL = ("g_min", "g_max", "g_min_c2c", "g_max_c2c", "set_threshold", "reset_
 
 @dataclass(frozen=True)
 class ReadNoiseLaw:
-    """sigma(G) = a + b * G of one read (S); fitted from repeat reads at several states."""
+    """sigma(G) = a + b * G^c of one read (S); fitted from repeat reads at several states.
+
+    ``c`` = 1 (the default): a line, ``b`` dimensionless; otherwise ``b`` is in S^(1 - c)
+    (1/f-like noise grows as a power of G below 1)."""
 
     a: float  # S
-    b: float  # dimensionless
+    b: float  # S^(1 - c)
+    c: float = 1.0  # exponent
 
     def sigma(self, g: np.ndarray) -> np.ndarray:
-        return self.a + self.b * np.abs(g)
+        g = np.abs(g)
+        return self.a + self.b * (g if self.c == 1.0 else g ** self.c)
+
+    @classmethod
+    def from_summary(cls, noise: dict) -> ReadNoiseLaw:
+        """The law from a map summary's ``read_noise`` entry (``a_s``, ``b``, ``c``)."""
+        return cls(float(noise.get("a_s", 0.0)), float(noise.get("b", 0.0)),
+                   float(noise.get("c", 1.0)))
+
+    def describe(self) -> str:
+        """The law in microsiemens, for people: "0.012 uS + 0.0103 G" or with G^c."""
+        if self.c == 1.0:
+            return f"{self.a * 1e6:.3g} uS + {self.b:.3g} G"
+        b_us = self.b * 1e-6 ** self.c / 1e-6  # sigma in uS for G in uS
+        return f"{self.a * 1e6:.3g} uS + {b_us:.3g} uS (G/uS)^{self.c:.2f}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,8 @@ class VariabilityMap:
         return {
             "cells": cells, "yield": float(np.count_nonzero(self.healthy) / max(cells, 1)),
             "faults": self.counts(), "usable_window_s": list(self.usable_window),
-            "read_noise": {"a_s": self.read_noise.a, "b": self.read_noise.b},
+            "read_noise": {"a_s": self.read_noise.a, "b": self.read_noise.b,
+                           "c": self.read_noise.c},
             "d2d": self.d2d(), "cycles": self.cycles, "pulses_per_cell": self.pulses_per_cell,
             "transactions": self.transactions, "bench_time_s": self.bench_time_s,
             "wall_time_s": self.wall_time_s, **self.extra,

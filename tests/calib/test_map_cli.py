@@ -146,3 +146,14 @@ def test_map_writes_a_simulator_twin_that_loads(tmp_path):
     assert json.loads(result.output)["twin"] == str(twin)
     spec = sim_backend.load_chip(twin)
     assert spec.technology == "rram" and spec.shape == (64, 64)
+
+
+def test_a_power_law_read_noise_survives_the_die_file(tmp_path):
+    """A PCM map's noise law has an exponent; reloading the map must keep it."""
+    with open_bench(chip="pcm", rows=32, cols=32) as bench:
+        summary = map_die(bench, 12, MapOptions(quick=True), results=tmp_path)
+    vmap = load_map(DieStore(summary["file"]), summary["run"])
+    assert vmap.read_noise.c == pytest.approx(summary["read_noise"]["c"])
+    assert "read noise" in "\n".join(
+        CliRunner().invoke(main, ["report", summary["file"], "--out", str(tmp_path / "rep")])
+        .output.splitlines())

@@ -18,11 +18,12 @@ from protocols.profiles import variability_params
 from protocols.variability import (
     Fault,
     MapProgress,
+    ReadNoiseLaw,
     VariabilityError,
     VariabilityParams,
     map_variability,
 )
-from protocols.variability.map import _fit_soft_bound
+from protocols.variability.map import _deconvolve, _fit_soft_bound, _jackknife, _power_fit
 
 US = 1e-6
 
@@ -150,6 +151,43 @@ def test_soft_bound_fit_recovers_bound_and_rate():
     assert np.median(np.abs(common / bound - 1)) < 0.01
     assert np.median(np.abs(b - beta)) < 0.02
     assert per_cycle.shape == (cycles, cells)
+
+
+def test_read_noise_law_is_a_line_by_default_and_a_power_law_is_recovered():
+    g = np.geomspace(0.5, 25, 12) * US
+    assert np.allclose(ReadNoiseLaw(2e-8, 0.01).sigma(g), 2e-8 + 0.01 * g)
+    truth = ReadNoiseLaw(1e-8, 3e-5, 0.35)  # 1/f-like: grows as G^0.35
+    law = _power_fit(g, truth.sigma(g), np.full(g.size, 100))
+    assert law.c == pytest.approx(0.35, abs=0.03)
+    assert np.abs(law.sigma(g) / truth.sigma(g) - 1).max() < 0.03
+
+
+def test_jackknife_measures_the_estimation_noise_and_deconvolution_removes_it():
+    rng = np.random.default_rng(11)
+    cells, cycles, k = 4000, 5, 8
+    bound = np.exp(rng.normal(np.log(80), 0.2, cells))  # uS
+    rate = np.exp(rng.normal(np.log(0.35), 0.3, cells))  # share removed per pulse
+    x, y = np.empty((cycles, k, cells)), np.empty((cycles, k, cells))
+    for c in range(cycles):
+        g = np.full(cells, 1.0)
+        for j in range(k):
+            step = rate * (bound - g)
+            x[c, j], y[c, j] = g, g + step * (1 + 0.25 * rng.standard_normal(cells))
+            g = y[c, j]
+    w = np.ones_like(x, dtype=np.float32)
+    beta, _, _ = _fit_soft_bound(x, y, w)
+    log_r = np.log(-np.log(beta))
+    true_log = np.log(-np.log1p(-rate))
+    var_rate, var_bound = _jackknife(x, y, w)
+    err = np.var(log_r - true_log)
+    assert 0.6 * err < np.nanmean(var_rate) < 1.6 * err  # the cycles tell the noise
+    assert np.log(rate).std() < log_r.std()  # the raw estimates are too wide ...
+    use = np.isfinite(log_r)
+    out, factor = _deconvolve(log_r, np.nanmean(var_rate), use)
+    assert factor < 1
+    assert out[use].std() == pytest.approx(true_log[use].std(), rel=0.06)  # ... these not
+    assert np.corrcoef(out[use], true_log[use])[0, 1] > 0.9
+    assert np.all(np.isfinite(var_bound[use]))
 
 
 def test_a_budget_too_small_is_refused_before_any_pulse(tmp_path):
