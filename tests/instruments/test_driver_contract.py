@@ -221,9 +221,9 @@ def _calls(drv):
                 yield f"{mname}({p.name}={shown})", method, kwargs, refuse
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_arguments_raise_only_toolkit_errors(name, sim):
-    drv = _on_the_bench(name, sim)
+def bad_argument_sweep(drv) -> tuple[list[str], list[str]]:
+    """Every public method of ``drv`` fed bad arguments: (calls that raised something
+    other than an InstrumentError, bad calls that were accepted)."""
     escaped, accepted = [], []
     for label, method, kwargs, must_refuse in _calls(drv):
         try:
@@ -235,6 +235,12 @@ def test_bad_arguments_raise_only_toolkit_errors(name, sim):
             continue
         if must_refuse:
             accepted.append(label)
+    return escaped, accepted
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_arguments_raise_only_toolkit_errors(name, sim):
+    escaped, accepted = bad_argument_sweep(_on_the_bench(name, sim))
     assert not escaped, "exceptions that are not InstrumentError:\n" + "\n".join(escaped)
     assert not accepted, "bad arguments accepted:\n" + "\n".join(accepted)
 

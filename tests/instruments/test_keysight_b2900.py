@@ -16,7 +16,6 @@ from calib.wiring.config import BenchConfigError, config_from_dict
 from instruments import (
     ComplianceTrip,
     DriverOptionError,
-    InstrumentError,
     InstrumentReportedError,
     InstrumentTimeout,
     SafetyError,
@@ -505,24 +504,14 @@ def test_an_instrument_answering_another_idn_is_refused_before_output(transport)
 def test_the_contracts_bad_arguments_against_the_b2900s_own_emulator(bench):
     """The meta-test runs every smu driver against the 2450 emulator, where this one stops
     at its identity check; here the same bad calls reach the B2900 emulator."""
-    from tests.instruments.test_driver_contract import _calls
+    from tests.instruments.test_driver_contract import bad_argument_sweep
 
     sim = bench.simulation
     rm = pyvisa.ResourceManager(sim.visa_library())
     session = VisaSession(rm, sim.resources()["keysight-b2900"], name="b2900", retries=0,
                           timeout_s=0.05)
     drv = KeysightB2900(session, bench.guard, bench.datasheet)
-    escaped, accepted = [], []
-    for label, method, kwargs, must_refuse in _calls(drv):
-        try:
-            method(**kwargs)
-        except InstrumentError:
-            continue
-        except Exception as exc:  # noqa: BLE001 - collected, then reported all at once
-            escaped.append(f"{label}: {type(exc).__name__}: {exc}")
-            continue
-        if must_refuse:
-            accepted.append(label)
+    escaped, accepted = bad_argument_sweep(drv)
     assert not escaped, escaped
     assert not accepted, accepted
     lim, seen = bench.limits, sim.observed.maxima
