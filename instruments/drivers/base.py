@@ -115,6 +115,7 @@ class Driver:
                 f"{self.session.name}: {self.session.resource} answers *IDN? with {reply!r}, "
                 f"not a {type(self).__name__}; check the bench config's resource string")
         self._identity_checked = True
+        self.identity_reply = reply
 
     def settings(self) -> dict[str, Any]:
         """The driver's own settings worth recording (subclasses add theirs)."""

@@ -34,6 +34,7 @@ class Keithley2450(SourceMeterDriver):
     """Keithley 2450 source-measure unit in SCPI mode: DC reads, pulses, list sweeps."""
 
     session_options = {"error_query": ":SYST:ERR?"}
+    min_compliance = 1e-9  # A: :SOUR:VOLT:ILIM range (reference manual)
     configure_before_output = False  # output, reads and NPLC go out as they are
 
     def configure(self) -> None:

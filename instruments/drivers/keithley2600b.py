@@ -122,6 +122,12 @@ class Keithley2600B(SourceMeterDriver):
     def settings(self) -> dict:
         return {"channel": self.channel}
 
+    def smallest_compliance(self) -> float:
+        """10 nA on the 2601B/2602B/2604B/2611B..., 100 pA on the low-current 2634B, 2635B
+        and 2636B (the models' source.limiti ranges)."""
+        reply = getattr(self, "identity_reply", "")
+        return 100e-12 if re.search(r"Model 263\dB", reply) else 10e-9
+
     @_reported
     def check(self) -> None:
         """Raise if the instrument reports a problem (drains its error queue)."""

@@ -64,6 +64,7 @@ class KeysightB2900(SourceMeterDriver):
     """Keysight B2900 SMU (one channel, SCPI): DC reads, pulse-mode pulses, list sweeps."""
 
     session_options = {"error_query": ":SYST:ERR?"}
+    min_compliance = 1e-9  # A: :SENS:CURR:PROT range of the B2900 (1 nA .. 3 A)
     averaging_step = "setting the integration time"
     idn_pattern = r"\bB29[01]\d(?:A|B|BL)?\b"  # B2901A .. B2912A, B2901B .. B2912B, B2910BL
     min_pulse_width_s = MIN_PULSE_WIDTH_S  # for callers planning pulses (write-verify widths)

@@ -42,6 +42,7 @@ class SourceMeterDriver(Driver):
     max_dwell_s: ClassVar[float] = MAX_DWELL_S
     averaging_step: ClassVar[str] = "setting the averaging filter"  # for check_errors
     configure_before_output: ClassVar[bool] = True  # output() sets the instrument up first
+    min_compliance: ClassVar[float] = 0.0  # A: the model's smallest current limit
 
     def __init__(self, session: VisaSession, guard: SafetyGuard,
                  datasheet: ChipDatasheet | None = None, *, parts=None) -> None:
@@ -61,9 +62,18 @@ class SourceMeterDriver(Driver):
             self.configure()
 
     # -- the SourceMeter role --------------------------------------------------------------
+    def smallest_compliance(self) -> float:
+        """The instrument's smallest current limit, A (after ``configure``: some families
+        tell their models apart by ``*IDN?``)."""
+        return self.min_compliance
+
     def set_compliance(self, amps: float) -> None:
         i = self.guard.compliance(amps)
         self._ready()
+        low = self.smallest_compliance()
+        if i < low:  # the instrument would refuse it (an error queued, the old limit kept)
+            raise ArgumentError(f"compliance {i:g} A is below this instrument's smallest "
+                                f"current limit, {low:g} A")
         self._send_compliance(i)
         self._compliance = i
 
