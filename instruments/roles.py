@@ -124,6 +124,14 @@ class ThermalController(Protocol):
 
 @runtime_checkable
 class Prober(Protocol):
+    """A wafer prober: steps to a die by its id or (column, row), contacts, separates, bins.
+
+    A prober that can read its own wafer map says so with an optional method
+    ``die_map() -> tuple[tuple[int, int, int], ...]``: (die id, column, row) of every
+    die on its map, ids as ``goto`` takes them, so a sweep plans from the prober's map
+    rather than from a copy of it. Callers use ``getattr(prober, "die_map", None)``.
+    """
+
     def goto(self, die: int | tuple[int, int]) -> tuple[int, int]:
         """Step to a die (id, or (column, row)) and make contact; returns (x, y)."""
         ...

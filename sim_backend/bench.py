@@ -4,7 +4,9 @@ All emulators share this state: the die the prober has contacted, the chuck
 and air-forcer temperatures, the switch-matrix closures, the virtual clock,
 the latency model and the fault injector. Every transaction passes
 :meth:`SimBench.transact`, which charges latency, fires faults and keeps the
-die at the temperature the thermal hardware gives it.
+die at the temperature the thermal hardware gives it. Given a state folder
+(:meth:`SimBench.bind_state`), the wafer remembers: a die is saved when the probes
+leave it, at most once a second while in use, and at :meth:`SimBench.close`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from sim_backend.chip import SimChip
 from sim_backend.faults import EndpointFault, FaultInjector
 from sim_backend.latency import LatencyModel
 from sim_backend.spec import ChipSpec, load_chip
-from sim_backend.thermal import ThermalModel
+from sim_backend.state import StateError, held_signals
+from sim_backend.thermal import DieThermalPath, ThermalModel
 from sim_backend.wafer import SimWafer, WaferSpec
 
 DEFAULT_PORTS = {
@@ -82,12 +85,13 @@ class SimBench:
         cols: int | None = None,
         latency: LatencyModel | None = None,
         wiring: SwitchWiring | None = None,
+        state: str | Path | None = None,
     ) -> None:
         spec = chip if isinstance(chip, ChipSpec) else load_chip(chip)
         if rows is not None or cols is not None:
             spec = spec.with_geometry(rows, cols)
         self.spec = spec
-        self.wafer = SimWafer(spec, seed=seed, wafer=wafer)
+        self.wafer = SimWafer(spec, seed=seed, wafer=wafer, state=state)
         self.clock = self.wafer.clock
         self.latency = latency or LatencyModel()
         self.wiring = wiring or SwitchWiring(min(16, spec.chip.rows), min(16, spec.chip.cols))
@@ -98,6 +102,10 @@ class SimBench:
         self.chuck = ThermalModel(self.clock, start_c=25.0, tau_s=60.0, window_c=0.5)
         self.forcer = ThermalModel(self.clock, start_c=25.0, tau_s=20.0, window_c=0.5)
         self.forcer_active = False
+        # what the dies feel: the chuck through each die's lag and offset (hidden truth)
+        self.die_thermal = DieThermalPath(self.clock, self.chuck, self.forcer,
+                                          tau_s=spec.temperature.die_tau,
+                                          ambient_c=spec.temperature.ambient)
         self.die_id = self.wafer.dies[0].id
         self.in_contact = False
         self.bins: dict[int, int] = {}
@@ -115,7 +123,17 @@ class SimBench:
         return self.wafer.die(self.die_id)
 
     def die_temperature(self) -> float:
-        return self.forcer.temperature() if self.forcer_active else self.chuck.temperature()
+        """The contacted die's true temperature, degC: not what the chuck reads.
+
+        The die lags the chuck by its thermal time constant and sits a per-die
+        offset toward ambient; under the air forcer it has the forcer's
+        temperature. A die once touched stays on the chuck's thermal path, so
+        its relaxation / drift keep the time it spends hot after the probes leave.
+        """
+        self.die_thermal.forcer_active = self.forcer_active
+        chip = self.wafer.die(self.die_id)
+        chip.attach_thermal(self.die_thermal)
+        return chip.temperature
 
     # -- every transaction -------------------------------------------------------
     def transact(self, emulator, message: bytes, process) -> bytes | None:
@@ -131,7 +149,10 @@ class SimBench:
             self.clock.advance(self.latency.transaction(len(message)))
             if self.in_contact:
                 self.wafer.die(self.die_id).temperature = self.die_temperature()
-            reply = process(message)
+            where = (self.in_contact, self.die_id)
+            with held_signals():  # a host's signal never leaves a die half-changed
+                reply = process(message)
+                self._remember(where)
             if reboot_after:  # the board acted on the message, then restarted: no reply
                 emulator.power_on()
                 raise EndpointFault("reboot")
@@ -140,6 +161,32 @@ class SimBench:
                 if self.faults.take(role, ("garble",)):
                     reply = garble(reply)
             return reply
+
+    # -- the wafer's memory (sim_backend.state) ----------------------------------------
+    def bind_state(self, folder: str | Path) -> None:
+        """Remember the wafer in ``folder`` from now on (see :meth:`SimWafer.bind`)."""
+        with self.lock:
+            self.wafer.bind(folder)
+
+    def _remember(self, where: tuple[bool, int]) -> None:
+        """Save a die the probes just left; else at most once a second while in use.
+
+        A failed autosave (a full disk) does not stop the instruments: the next one, and
+        :meth:`close`, try again, and close reports the failure.
+        """
+        left = where[0] and (not self.in_contact or self.die_id != where[1])
+        try:
+            if left:
+                self.wafer.save()
+            else:
+                self.wafer.autosave()
+        except (OSError, StateError):
+            pass
+
+    def close(self) -> None:
+        """Save what changed on the wafer and let go of its state folder."""
+        with self.lock:
+            self.wafer.close()
 
     # -- transports ----------------------------------------------------------------
     def resources(self, ports: dict[str, int] | None = None,

@@ -18,12 +18,14 @@ from sim_backend import crossbar, devices
 from sim_backend.clock import VirtualClock
 from sim_backend.randoms import normals
 from sim_backend.spec import ChipSpec
+from sim_backend.thermal import DieThermalPath
 
 F32 = np.float32
 READ_TIME_PER_ROW = 1e-6  # s; row-parallel read of one word line (assumption)
 MAX_READ_AVERAGES = 1024  # conversions averaged per read, at most
 MVM_TIME = 1e-6  # s per input vector (assumption)
 DENSE_FRACTION = 0.3  # above this share of cells, operate on whole arrays
+SCPI_OVERFLOW = 9.9e37  # what an SCPI instrument reports for an overflowed reading
 
 
 class ChipInputError(ValueError):
@@ -43,7 +45,7 @@ class DieModifiers:
 class ChipTruth:
     """Hidden state of a die, for scoring only. Conductances in siemens."""
 
-    g: np.ndarray  # (rows, cols) what a noise-free, infinitely fine read returns now
+    g: np.ndarray  # (rows, cols) what each cell conducts now, at the die temperature, noise-free
     g_programmed: np.ndarray  # state right after the last programming event (at reference T)
     g_min: np.ndarray  # per-cell physical lower bound
     g_max: np.ndarray  # per-cell physical upper bound
@@ -56,7 +58,21 @@ class ChipTruth:
     nu: np.ndarray  # PCM drift exponent of the last programming event
     t_programmed: np.ndarray  # virtual time of the last programming event, s
     time: float  # virtual now, s
-    temperature: float  # degC
+    temperature: float  # the die's true temperature, degC (not the chuck's reading)
+    # -- temperature (docs/simulator.md, "Temperature") --
+    g_reference: np.ndarray  # what g would be at the reference temperature (state now)
+    g_read: np.ndarray  # what a noise-free on-chip read at the nominal voltage returns, before
+    #                     the ADC rounds it: column_gain * g + column_offset * read_full_scale
+    temp_coeff: np.ndarray  # per-cell coefficient in the present state: 1/K (two_state), eV
+    temp_coeff_cell: np.ndarray  # the cell's own deviation from the law (same unit), fixed
+    temp_coeff_die: float  # the die's scale of the law (lognormal, median 1)
+    column_gain: np.ndarray  # (cols,) read-out chain gain at the die temperature
+    column_offset: np.ndarray  # (cols,) read-out chain offset, fraction of the ADC full scale
+    column_gain_tc: np.ndarray  # (cols,) 1/K
+    column_offset_tc: np.ndarray  # (cols,) full scale per K
+    die_offset: float  # share of (chuck - ambient) this die sits short of the chuck
+    relaxation_age: np.ndarray  # effective time (s at reference T) since the last event
+    drift_age: np.ndarray  # the same for the drift law
 
 
 class _Cells:
@@ -118,10 +134,11 @@ class SimChip:
         self.shape = spec.shape
         self.size = spec.chip.rows * spec.chip.cols
         entropy = _seed_entropy(seed)
-        seeds = np.random.SeedSequence(entropy).spawn(2)
+        # spawn(3)[:2] are the streams spawn(2) gave: adding the third changed no die
+        seeds = np.random.SeedSequence(entropy).spawn(3)
         self._init_cells(np.random.default_rng(seeds[0]))
         self._rng = np.random.default_rng(seeds[1])  # cycle-to-cycle and read noise
-        self._temperature = spec.temperature.reference
+        self._init_temperature(np.random.default_rng(seeds[2]))
         self.pulses_applied = 0  # cell-pulses, for accounting
 
     # -- construction -------------------------------------------------------
@@ -159,19 +176,125 @@ class SimChip:
         self.z_relax = np.zeros(n, F32)
         self.nu = np.zeros(n, F32)
 
+    def _init_temperature(self, rng: np.random.Generator) -> None:
+        """Hidden temperature parameters of this die, from its own stream of the seed.
+
+        Per die: a lognormal scale of the temperature law and the share of
+        (chuck - ambient) the die sits short of the chuck; per column: the
+        read-out chain's gain and offset coefficients; per cell: a normal
+        deviation from the law (1/K for two_state, eV for arrhenius).
+        """
+        t, n, cols = self.spec.temperature, self.size, self.shape[1]
+        z = rng.standard_normal(2)
+        self.temp_die_scale = float(np.exp(t.die_sigma * z[0]))
+        self.die_offset = float(t.die_offset * np.exp(t.die_offset_sigma * z[1]))
+        zc = rng.standard_normal((2, cols))
+        self.column_gain_tc = t.adc_gain_tc + t.adc_gain_tc_sigma * zc[0]
+        self.column_offset_tc = t.adc_offset_tc + t.adc_offset_tc_sigma * zc[1]
+        sigma = {"two_state": t.coeff_sigma, "arrhenius": t.ea_sigma}.get(t.model, 0.0)
+        self.temp_cell = (F32(sigma) * rng.standard_normal(n, dtype=F32)) if sigma else (
+            np.zeros(n, F32))
+        # Arrhenius acceleration of the time laws: the excess effective time
+        # integral of (AF - 1) dt, per law [relaxation, drift], up to _excess_at, and
+        # its value at each programming event (a table parallel to _event_times).
+        ea = [t.relaxation_ea if self.spec.relaxation.model != "none" else 0.0,
+              t.drift_ea if self.spec.drift.model != "none" else 0.0]
+        self._ea = np.array(ea)
+        self._accelerates = bool(self._ea.any())
+        self._excess = np.zeros(2)
+        self._excess_at = self.clock.now
+        self._accelerated = False  # some excess has accrued: ages differ from clock time
+        self._event_excess = np.zeros((self._event_times.size, 2))
+        self._temperature = t.reference
+        self._thermal: DieThermalPath | None = None
+
     # -- temperature -------------------------------------------------------
     @property
     def temperature(self) -> float:
-        """Die temperature, degrees C (set by the chuck on a bench)."""
+        """The die's true temperature, degrees C.
+
+        On a bench the die sits on the chuck's thermal path (:meth:`attach_thermal`):
+        it lags the chuck and sits offset from it. Off a bench it is what was set.
+        """
+        if self._thermal is not None:
+            return self._thermal.die_temperature(self.die_offset)
         return self._temperature
 
     @temperature.setter
     def temperature(self, value: float) -> None:
+        """Hold the die at ``value`` degC from now on.
+
+        Setting the temperature the die already has (what the bench does on every
+        transaction) leaves it on its thermal path; another value takes it off.
+        Time spent so far counts at the temperature it had.
+        """
         value = float(value)
         if not math.isfinite(value) or value <= -273.15:
             raise ChipInputError(f"temperature must be a finite value above -273.15 degC, "
                                  f"got {value!r}")
+        if self._thermal is not None:
+            if abs(value - self.temperature) <= 1e-9:
+                return
+            self._accumulate()
+            self._thermal = None
+        else:
+            self._accumulate()
         self._temperature = value
+
+    @property
+    def thermal(self) -> DieThermalPath | None:
+        """The thermal path this die follows (None: held at ``temperature``)."""
+        return self._thermal
+
+    def attach_thermal(self, path: DieThermalPath) -> None:
+        """Put the die on ``path`` (the chuck it sits on); its time counts there from now."""
+        if path is not self._thermal:
+            self._accumulate()
+            self._thermal = path
+
+    def _accumulate(self) -> None:
+        """Bring the excess effective time of the time laws up to now.
+
+        Held temperature: exact for the piecewise-constant history it is.
+        On a thermal path: the path's quadrature over the die's true trajectory.
+        """
+        now = self.clock.now
+        dt = now - self._excess_at
+        if dt <= 0.0:
+            return
+        if self._accelerates:
+            ref = self.spec.temperature.reference
+            if self._thermal is not None:
+                w, temps = self._thermal.die_nodes(self._excess_at, now, self.die_offset)
+                af = devices.arrhenius_factor(self._ea[:, None], temps[None, :], ref)
+                self._excess += (af - 1.0) @ w
+            elif self._temperature != ref:
+                self._excess += (devices.arrhenius_factor(self._ea, self._temperature, ref)
+                                 - 1.0) * dt
+            self._accelerated = self._accelerated or bool(self._excess.any())
+        self._excess_at = now
+
+    def _age_table(self, law: int) -> np.ndarray:
+        """Effective age of each event for ``law`` (0 relaxation, 1 drift), s at reference T."""
+        since = self._since_table()
+        if not self._accelerates:
+            return since
+        self._accumulate()
+        if not self._accelerated:
+            return since  # bit for bit the clock's ages: nothing was ever accelerated
+        age = since + (self._excess[law] - self._event_excess[: self._n_events, law])
+        return np.maximum(age, 0.0, out=age)
+
+    def _column_chain(self, temperature_c: float):
+        return devices.column_chain(self.column_gain_tc, self.column_offset_tc, temperature_c,
+                                    self.spec.temperature.reference)
+
+    def _columns(self, sel) -> np.ndarray | slice:
+        """Column index of each selected cell (a slice: every cell, row-major)."""
+        if isinstance(sel, slice):
+            return sel
+        idx = np.flatnonzero(sel) if sel.dtype == bool else sel
+        return idx % self.shape[1]
 
     # -- internal state helpers ----------------------------------------------
     def _selection(self, mask) -> slice | np.ndarray:
@@ -191,7 +314,11 @@ class SimChip:
         """Record a programming event at the current virtual time."""
         if self._n_events == self._event_times.size:
             self._event_times = np.concatenate([self._event_times, self._event_times])
+            self._event_excess = np.concatenate([self._event_excess, self._event_excess])
         self._event_times[self._n_events] = self.clock.now
+        if self._accelerates:
+            self._accumulate()
+            self._event_excess[self._n_events] = self._excess
         self._n_events += 1
         return self._n_events - 1
 
@@ -207,16 +334,15 @@ class SimChip:
         spec = self.spec
         if spec.relaxation.model == "none" and spec.drift.model == "none":
             return g0.copy()
-        since = self._since_table()
         if spec.relaxation.model != "none":
-            table = devices.relaxation_log_time(spec, since)
+            table = devices.relaxation_log_time(spec, self._age_table(0))
             if table.any():
                 ln_t = self._per_cell(table, sel)
             else:  # every event younger than t_min: ln t = 0 for all cells
                 ln_t = F32(0.0)
             g0 = devices.relaxed(spec, g0, ln_t, self.z_relax[sel])
         if spec.drift.model != "none":
-            table = devices.drift_log_ratio(spec, since)
+            table = devices.drift_log_ratio(spec, self._age_table(1))
             if table.any():  # before t0 nothing drifts
                 g0 = devices.drifted(g0, self._per_cell(table, sel), self.nu[sel])
         return np.maximum(g0, F32(0.0))
@@ -228,11 +354,18 @@ class SimChip:
             spread = self._per_cell(table, sel)
         return devices.read_sigma(self.spec, g, self.g_max[sel], spread, integrations)
 
-    def _observed(self, sel) -> np.ndarray:
-        """Noise-free conductance as the periphery sees it at the die temperature."""
-        g = self._state(sel)
-        factor = devices.temperature_factor(self.spec, g, self.g_max[sel], self._temperature)
-        return g if factor is None else g * factor
+    def _observed(self, sel, temperature_c: float | None = None) -> np.ndarray:
+        """Noise-free conductance of the cells at the die temperature."""
+        return self._heated(self._state(sel), sel,
+                            self.temperature if temperature_c is None else temperature_c)
+
+    def _heated(self, g, sel, temperature_c: float) -> np.ndarray:
+        t = self.spec.temperature
+        if t.model == "none" or temperature_c == t.reference:
+            return g
+        factor = devices.temperature_factor(self.spec, g, self.g_max[sel], temperature_c,
+                                            self.temp_cell[sel], self.temp_die_scale)
+        return g * factor
 
     # -- array operations ---------------------------------------------------
     def read(self, mask=None, voltage: float | None = None, adc: bool = True,
@@ -254,7 +387,19 @@ class SimChip:
                                  f"got {averages!r}")
         averages = int(averages)
         sel = self._selection(mask)
-        g = self._observed(sel)
+        temperature = self.temperature
+        g = self._observed(sel, temperature)
+        # the on-chip read-out chain (an external SMU, adc=False, bypasses it)
+        chain = self._column_chain(temperature) if adc else None
+        if chain is not None:
+            cols = self._columns(sel)
+            gain, offset = chain
+            if isinstance(cols, slice):
+                gain = np.tile(gain, self.shape[0])
+                offset = np.tile(offset, self.shape[0])
+            else:
+                gain, offset = gain[cols], offset[cols]
+            offset = offset * F32(self.spec.adc.read_full_scale * self.spec.window.read_voltage)
         one_over_f = self.spec.read_noise.model == "pcm_1f"
         sigma = self._read_sigma(g, sel, averages if one_over_f else 1)
         conversions = 1 if one_over_f else averages
@@ -267,11 +412,19 @@ class SimChip:
             if adc:
                 conv = self.spec.adc
                 i_full = conv.read_full_scale * self.spec.window.read_voltage
-                current = devices.quantize(noisy * F32(v), i_full, conv.read_bits, False)
+                current = noisy * F32(v)
+                if chain is not None:
+                    current *= gain
+                    current += offset
+                current = devices.quantize(current, i_full, conv.read_bits, False)
                 values += current
             else:
                 values += noisy
         values /= (v * conversions) if adc else conversions
+        if adc and chain is not None:
+            # A column offset read at a vanishing voltage (below ~1e-44 V) is a conductance
+            # beyond the board's float32 results: report SCPI's overflow value instead.
+            np.minimum(values, SCPI_OVERFLOW, out=values)
         if isinstance(sel, slice):
             out = values.reshape(self.shape)
             rows_read = self.shape[0]
@@ -397,13 +550,18 @@ class SimChip:
         fs = self.spec.adc.mvm_full_scale if full_scale is None else float(full_scale)
         if not math.isfinite(fs) or fs <= 0:
             raise ChipInputError(f"full_scale must be positive, got {full_scale!r}")
-        g = self._observed(slice(None))
+        temperature = self.temperature
+        g = self._observed(slice(None), temperature)
         sigma = self._read_sigma(g, slice(None)).reshape(self.shape)
         g = g.reshape(self.shape)
         currents = crossbar.column_currents(x2, g, self.spec.lines.wire_resistance)
         noise_var = (x2 * x2) @ (sigma.astype(np.float64) ** 2)
         out_sigma = np.sqrt(noise_var + (self.spec.adc.mvm_output_noise * fs) ** 2)
         noisy = currents + out_sigma * normals(self._rng, currents.size).reshape(currents.shape)
+        chain = self._column_chain(temperature)
+        if chain is not None:  # the column's TIA/ADC gain and offset at the die temperature
+            gain, offset = chain
+            noisy = noisy * gain + offset.astype(np.float64) * fs
         out = devices.quantize(noisy.astype(F32), fs, self.spec.adc.mvm_bits, True)
         self.clock.advance(MVM_TIME * x2.shape[0])
         out = out.astype(np.float64)
@@ -418,11 +576,27 @@ class SimChip:
         """Hidden ground truth; for tests and benchmarks, never for protocols."""
         shape = self.shape
 
-        def grid(a, dtype=np.float64):
-            return np.asarray(a, dtype=dtype).reshape(shape).copy()
+        def grid(a, dtype=np.float64):  # one fresh copy, in the caller's own hands
+            return np.array(a, dtype=dtype).reshape(shape)
 
+        temperature = self.temperature
+        everything = slice(None)
+        g_ref = self._state(everything)
+        g = self._heated(g_ref, everything, temperature)
+        chain = self._column_chain(temperature)
+        gain, offset = chain if chain is not None else (
+            np.ones(shape[1], F32), np.zeros(shape[1], F32))
+        g_read = (grid(g) * gain.astype(np.float64)
+                  + offset.astype(np.float64) * self.spec.adc.read_full_scale)
+        coeff = devices.temperature_coefficient(self.spec, g_ref, self.g_max, self.temp_cell,
+                                                self.temp_die_scale)
+        self._accumulate()
+        if self._accelerates and self._accelerated:
+            ages = [self._age_table(law)[self.event] for law in (0, 1)]
+        else:  # one clock age for both laws
+            ages = [self._age_table(0)[self.event]] * 2
         return ChipTruth(
-            g=grid(self._observed(slice(None))),
+            g=grid(g),
             g_programmed=grid(self.g0),
             g_min=grid(self.g_min),
             g_max=grid(self.g_max),
@@ -435,5 +609,17 @@ class SimChip:
             nu=grid(self.nu),
             t_programmed=grid(self._event_times[self.event]),
             time=self.clock.now,
-            temperature=self._temperature,
+            temperature=temperature,
+            g_reference=grid(g_ref),
+            g_read=g_read,
+            temp_coeff=grid(np.zeros(self.size) if coeff is None else coeff),
+            temp_coeff_cell=grid(self.temp_cell),
+            temp_coeff_die=self.temp_die_scale,
+            column_gain=gain.astype(np.float64),
+            column_offset=offset.astype(np.float64),
+            column_gain_tc=np.array(self.column_gain_tc, np.float64),
+            column_offset_tc=np.array(self.column_offset_tc, np.float64),
+            die_offset=self.die_offset,
+            relaxation_age=grid(ages[0]),
+            drift_age=grid(ages[1]),
         )

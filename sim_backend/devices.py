@@ -113,21 +113,71 @@ def drift_nu(spec: ChipSpec, g, g_max, z) -> np.ndarray:
     return np.maximum(mean, F32(0.0), out=mean)
 
 
-def temperature_factor(spec: ChipSpec, g, g_max, temperature_c: float):
-    """Multiplicative effect of the chuck temperature on conductance (1 at reference)."""
+def temperature_coefficient(spec: ChipSpec, g, g_max, cell=None, die_scale: float = 1.0):
+    """Each cell's temperature coefficient in its present state, or None (model none).
+
+    two_state: dlnG/dT in 1/K, interpolated in ln G between ``g_low`` and ``g_high``;
+    arrhenius: the activation energy Ea in eV, interpolated in x = G/g_max. The law
+    is scaled by the die's ``die_scale`` and the cell's own deviation ``cell`` (1/K
+    or eV, drawn once per cell) is added: device-to-device and die-to-die spreads.
+    """
     t = spec.temperature
-    delta = temperature_c - t.reference
-    if t.model == "none" or delta == 0.0:
+    if t.model == "none":
         return None
     if t.model == "two_state":
         lo, hi = np.log(t.g_low), np.log(t.g_high)
         w = np.clip((np.log(np.maximum(g, F32(1e-12))) - F32(lo)) * F32(1.0 / (hi - lo)), 0, 1)
         coeff = F32(t.coeff_low) + (F32(t.coeff_high - t.coeff_low)) * w
+    else:
+        x = np.clip(g / g_max, F32(0.0), F32(1.0))
+        coeff = F32(t.ea_low) + F32(t.ea_high - t.ea_low) * x
+    if die_scale != 1.0:
+        coeff *= F32(die_scale)
+    if cell is not None:
+        coeff += cell
+    return coeff
+
+
+def temperature_factor(spec: ChipSpec, g, g_max, temperature_c: float, cell=None,
+                       die_scale: float = 1.0):
+    """Multiplicative effect of the die temperature on conductance (None at reference).
+
+    two_state: G exp(c (T - T_ref)); arrhenius: G exp(-Ea/k (1/T - 1/T_ref)), with the
+    per-cell coefficient of :func:`temperature_coefficient`.
+    """
+    t = spec.temperature
+    delta = temperature_c - t.reference
+    if t.model == "none" or delta == 0.0:
+        return None
+    coeff = temperature_coefficient(spec, g, g_max, cell, die_scale)
+    if t.model == "two_state":
         return np.exp(coeff * F32(delta))
-    x = np.clip(g / g_max, F32(0.0), F32(1.0))
-    ea = F32(t.ea_low) + F32(t.ea_high - t.ea_low) * x
     inv = 1.0 / (temperature_c + 273.15) - 1.0 / (t.reference + 273.15)
-    return np.exp(-ea * F32(inv / BOLTZMANN_EV))
+    return np.exp(-coeff * F32(inv / BOLTZMANN_EV))
+
+
+def arrhenius_factor(ea_ev, temperature_c, reference_c: float):
+    """How many times faster a process of activation energy ``ea_ev`` runs at
+    ``temperature_c`` than at ``reference_c``: exp(Ea/k (1/T_ref - 1/T)); exactly 1
+    at the reference or for Ea = 0. Broadcasts; float64."""
+    inv = 1.0 / (reference_c + 273.15) - 1.0 / (np.asarray(temperature_c, np.float64) + 273.15)
+    return np.exp(np.asarray(ea_ev, np.float64) * (inv / BOLTZMANN_EV))
+
+
+def column_chain(gain_tc: np.ndarray, offset_tc: np.ndarray, temperature_c: float,
+                 reference_c: float):
+    """Per-column (gain, offset) of the read-out chain at ``temperature_c``, or None at
+    the reference temperature, where the chain is trimmed (gain 1, offset 0).
+
+    gain = 1 + gain_tc (T - T_ref); offset = offset_tc (T - T_ref), a fraction of the
+    ADC's full scale (so it follows a programmable TIA range). float32, shape (cols,).
+    """
+    delta = temperature_c - reference_c
+    if delta == 0.0:
+        return None
+    gain = (1.0 + gain_tc * delta).astype(F32)
+    offset = (offset_tc * delta).astype(F32)
+    return gain, offset
 
 
 def read_spread(spec: ChipSpec, since: np.ndarray, integrations: int = 1) -> np.ndarray:

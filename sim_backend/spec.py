@@ -140,6 +140,12 @@ class DriftSection:
 
 @dataclass(frozen=True)
 class TemperatureSection:
+    """How temperature acts on the cells, the read-out chain, the time laws and the die.
+
+    See docs/simulator.md ("Temperature") for each law and its source. At the
+    reference temperature, with the chuck at ambient = reference, nothing here acts.
+    """
+
     model: str = _k("choice:none|two_state|arrhenius", "temperature law")
     reference: float = _q("temperature", "temperature at which the window is defined, degC")
     coeff_low: float = _k("float", "two_state: dlnG/dT at g_low, 1/K")
@@ -148,6 +154,24 @@ class TemperatureSection:
     g_high: float = _q("conductance", "two_state: conductance of coeff_high, S")
     ea_low: float = _q("energy", "arrhenius: activation energy at x=0, eV")
     ea_high: float = _q("energy", "arrhenius: activation energy at x=1, eV")
+    # device to device and die to die
+    coeff_sigma: float = _k("nonneg", "two_state: per-cell normal sigma added to dlnG/dT, 1/K")
+    ea_sigma: float = _q("energy", "arrhenius: per-cell normal sigma added to Ea, eV")
+    die_sigma: float = _k("nonneg", "lognormal sigma of a per-die scale of the law (coeff or Ea)")
+    # the read-out chain (per column, drawn per die; gain 1 and offset 0 at reference)
+    adc_gain_tc: float = _k("float", "mean column gain temperature coefficient, 1/K")
+    adc_gain_tc_sigma: float = _k("nonneg", "column-to-column sigma of the gain coefficient, 1/K")
+    adc_offset_tc: float = _k("float", "mean column offset drift, full scale per K")
+    adc_offset_tc_sigma: float = _k("nonneg", "column-to-column sigma of the offset drift, "
+                                              "full scale per K")
+    # Arrhenius acceleration of the time laws
+    relaxation_ea: float = _q("energy", "activation energy accelerating relaxation, eV")
+    drift_ea: float = _q("energy", "activation energy accelerating drift, eV")
+    # the die on the chuck
+    ambient: float = _q("temperature", "room temperature the die loses heat to, degC")
+    die_tau: float = _q("time", "first-order lag of the die behind the chuck, s")
+    die_offset: float = _k("fraction", "median share of (chuck - ambient) the die falls short by")
+    die_offset_sigma: float = _k("nonneg", "lognormal sigma of that share across dies")
 
 
 @dataclass(frozen=True)
@@ -426,6 +450,25 @@ def _check_spec(spec: ChipSpec) -> None:
          "must lie within the limits' temperature range")
     need(t.g_low < t.g_high or t.model != "two_state", "temperature.g_low",
          "must be below temperature.g_high")
+    need(t.ambient > -273.15, "temperature.ambient", "below absolute zero")
+    need(t.die_tau > 0, "temperature.die_tau", "must be positive (a time constant)")
+    need(t.die_offset < 1, "temperature.die_offset",
+         "must be below 1 (the die cannot sit beyond ambient)")
+    need(t.die_offset * math.exp(4 * t.die_offset_sigma) < 1, "temperature.die_offset_sigma",
+         "too wide: a die 4 sigma out would sit beyond ambient")
+    span = max(abs(lim.max_temperature - t.reference), abs(lim.min_temperature - t.reference))
+    need((abs(t.adc_gain_tc) + 4 * t.adc_gain_tc_sigma) * span < 0.5, "temperature.adc_gain_tc",
+         "the column gain would move by more than 50 % (4 sigma) within the temperature "
+         "limits; give the coefficient in 1/K, e.g. -1e-4")
+    need((abs(t.adc_offset_tc) + 4 * t.adc_offset_tc_sigma) * span < 0.5,
+         "temperature.adc_offset_tc",
+         "the column offset would reach half the full scale (4 sigma) within the "
+         "temperature limits; give it as full scale per K, e.g. 5e-5")
+    for key in ("relaxation_ea", "drift_ea"):
+        need(getattr(t, key) <= 3.0, f"temperature.{key}",
+             "above 3 eV: no solid-state relaxation process is that slow to activate")
+    need(t.ea_sigma <= 0.2, "temperature.ea_sigma", "above 0.2 eV per cell is not a device")
+    need(t.coeff_sigma <= 0.05, "temperature.coeff_sigma", "above 5 %/K per cell is not a device")
     need(1 <= spec.adc.read_bits <= 24, "adc.read_bits", "must be between 1 and 24")
     need(1 <= spec.adc.mvm_bits <= 24, "adc.mvm_bits", "must be between 1 and 24")
     need(spec.adc.read_full_scale >= w.g_max, "adc.read_full_scale",

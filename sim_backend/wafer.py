@@ -2,13 +2,17 @@
 
 Each die's chip is seeded from (wafer seed, die id), so the same die is the
 same chip every time it is loaded; within one SimWafer a visited die keeps its
-programmed state, as silicon does.
+programmed state, as silicon does. Given a state folder (:mod:`sim_backend.state`)
+the wafer also remembers between processes: a die is loaded as it was last saved,
+and changed dies are saved when :meth:`SimWafer.save` (or a throttled
+:meth:`SimWafer.autosave`) is called and when the wafer is closed.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +23,11 @@ from sim_backend.chip import DieModifiers, SimChip
 from sim_backend.clock import VirtualClock
 from sim_backend.resources import wafer_preset_path
 from sim_backend.spec import ChipSpec
+from sim_backend.state import StateError, StateFolder, fingerprint, signature
 from sim_backend.units import UnitError, parse_quantity
+
+SAVE_INTERVAL_S = 1.0  # wall seconds: a changed die is saved at most this often while in use
+SAVE_COST_FACTOR = 10.0  # ... and never more often than this many times the last save's cost
 
 
 class WaferSpecError(ValueError):
@@ -165,6 +173,7 @@ class SimWafer:
         seed: int = 0,
         wafer: WaferSpec | str | Path = "default",
         clock: VirtualClock | None = None,
+        state: str | Path | None = None,
     ) -> None:
         self.chip_spec = spec
         self.seed = check_seed(seed)
@@ -174,6 +183,13 @@ class SimWafer:
         self._by_id = {d.id: d for d in self.dies}
         self._by_xy = {(d.x, d.y): d for d in self.dies}
         self._chips: dict[int, SimChip] = {}
+        self._state: StateFolder | None = None
+        self._dirty: set[int] = set()  # dies handed out since they were last saved
+        self._signatures: dict[int, str] = {}  # each loaded die's signature when last saved
+        self._saved_at = time.monotonic()
+        self._save_cost_s = 0.0
+        if state is not None:
+            self.bind(state)
 
     def info(self, die_id: int) -> Die:
         try:
@@ -201,11 +217,133 @@ class SimWafer:
         )
 
     def die(self, die_id: int, fresh: bool = False) -> SimChip:
-        """The chip on ``die_id``; visited dies keep their state unless ``fresh``."""
+        """The chip on ``die_id``; visited dies keep their state unless ``fresh``.
+
+        With a state folder, a die not yet in memory is loaded as it was last saved;
+        ``fresh`` starts it anew from its seed (and the next save overwrites the old state).
+        """
+        chip = self.load(die_id, fresh)
+        self._dirty.add(chip.die_id)  # whoever holds the chip may change it directly
+        return chip
+
+    def load(self, die_id: int, fresh: bool = False) -> SimChip:
+        """:meth:`die` without marking it changed: a die loaded only to look at it (or to
+        find a damaged state file early) is not saved again unless its state moves on."""
         info = self.info(die_id)
-        if fresh or info.id not in self._chips:
-            self._chips[info.id] = SimChip(
-                self.chip_spec, seed=(self.seed, info.id), clock=self.clock,
-                modifiers=self.modifiers(info), die_id=info.id,
-            )
-        return self._chips[info.id]
+        chip = self._chips.get(info.id)
+        if fresh or chip is None:
+            chip = SimChip(self.chip_spec, seed=(self.seed, info.id), clock=self.clock,
+                           modifiers=self.modifiers(info), die_id=info.id)
+            if fresh:
+                self._dirty.add(info.id)
+            if self._state is not None:
+                if not fresh and self._state.has(info.id):
+                    self._catch_up(self._state.load(chip))
+                self._signatures[info.id] = signature(chip)  # as built or loaded: unchanged
+            self._chips[info.id] = chip
+        return chip
+
+    # -- memory between processes -------------------------------------------------------
+    @property
+    def state_folder(self) -> Path | None:
+        """The folder this wafer is remembered in (None: it forgets at exit)."""
+        return None if self._state is None else self._state.path
+
+    def fingerprint(self) -> dict:
+        return fingerprint(self.chip_spec, self.spec, self.seed)
+
+    def bind(self, folder: str | Path) -> None:
+        """Remember this wafer in ``folder`` (made if need be), held by this process alone.
+
+        The virtual clock moves on to the saved one if that is later. Binding another
+        folder saves and lets go of the first, and forgets its dies (another wafer is
+        on the chuck). Dies used before the first binding are kept and saved, unless
+        the folder already holds one of them: then StateError, nothing is lost.
+        StateError for a folder made for another chip, geometry, wafer or seed;
+        StateBusyError when another process holds it.
+        """
+        folder = Path(folder)
+        if self._state is not None:
+            if _same_folder(self._state.path, folder):
+                return
+            self.close()
+            self._chips.clear()
+            self._dirty.clear()
+            self._signatures.clear()
+        state = StateFolder(folder, self.fingerprint())
+        clash = sorted(i for i in self._chips if state.has(i))
+        if clash:
+            state.close()
+            raise StateError(f"die {clash[0]} was used on this wafer before its state folder "
+                             f"{folder} was bound, and that folder holds another state of it: "
+                             "bind the folder before touching a die")
+        self._state = state
+        self._dirty |= set(self._chips)
+        self._catch_up(state.clock_s)
+        self._saved_at = time.monotonic()
+
+    def _catch_up(self, clock_s: float) -> None:
+        """Virtual time never runs backward: the clock moves on to a saved, later time."""
+        if clock_s > self.clock.now:
+            self.clock.advance(clock_s - self.clock.now)
+
+    def save(self, changed_only: bool = False) -> list[int]:
+        """Save the dies changed since their last save, then the clock; the ids saved.
+
+        A die counts as changed when its generator or scalars moved on (every pulse,
+        forming, read or MVM draws noise) or, unless ``changed_only``, when it was
+        handed out by :meth:`die` (its holder may have edited an array directly).
+        Atomic per file: a crash mid-save leaves each die's previous state whole. A
+        process that changed no die writes nothing (virtual time alone is not kept).
+        """
+        if self._state is None:
+            return []
+        start = time.monotonic()
+        now = self.clock.now
+        changed = [die_id for die_id, chip in self._chips.items()
+                   if self._signatures.get(die_id) != signature(chip)
+                   or (not changed_only and die_id in self._dirty)]
+        try:
+            for die_id in changed:
+                chip = self._chips[die_id]
+                self._state.save_die(chip, now)
+                self._signatures[die_id] = signature(chip)
+                self._dirty.discard(die_id)
+            if changed:
+                self._state.write_wafer(now)
+            if not changed_only:
+                self._dirty.clear()
+        finally:  # a failed save is retried after the same interval, not at once
+            self._saved_at = time.monotonic()
+            if changed:
+                self._save_cost_s = self._saved_at - start
+        return changed
+
+    def autosave(self) -> bool:
+        """Save the dies whose state moved on, if a die was handed out since the last
+        save and that save is ``SAVE_INTERVAL_S`` old (longer for dies whose save is
+        slow); True if it looked. A die only looked at while in contact is not written."""
+        if self._state is None or not self._dirty:
+            return False
+        interval = max(SAVE_INTERVAL_S, SAVE_COST_FACTOR * self._save_cost_s)
+        if time.monotonic() - self._saved_at < interval:
+            return False
+        self.save(changed_only=True)
+        return True
+
+    def close(self) -> None:
+        """Save what changed and let go of the state folder (a no-op without one)."""
+        if self._state is None:
+            return
+        try:
+            self.save()
+        finally:
+            self._state.close()
+            self._state = None
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()

@@ -16,9 +16,10 @@ import numpy as np
 import sim_backend
 from calib.cli.options import json_option
 from sim_backend.server import ServerError
+from sim_backend.state import StateError
 
 SIM_ERRORS = (sim_backend.ChipSpecError, sim_backend.WaferSpecError, sim_backend.ChipInputError,
-              ServerError)
+              ServerError, StateError)
 chip_option = click.option("--chip", "chip_name", default="rram", show_default=True,
                            help="Chip preset (rram, pcm) or a simulator chip TOML file.")
 seed_option = click.option("--seed", default=7, show_default=True,
@@ -110,16 +111,24 @@ def command(ctx, chip_name, die_id, seed, rows, cols, as_json) -> None:
               help="First port (instruments take consecutive ports); default: free ports.")
 @click.option("--json", "as_json", is_flag=True,
               help="First line: one JSON object mapping instrument to resource string.")
-def serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -> None:
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Remember the wafer in DIR across runs (made if need be; "
+                                  "held by this server alone). Default: forget at exit.")
+def serve(chip_name: str, seed: int, port_base: int | None, as_json: bool,
+          state_dir: str | None) -> None:
     """Serve the simulated bench on 127.0.0.1 until interrupted (Ctrl-C, SIGTERM)."""
     from sim_backend.bench import SimBench
 
     with _one_line():
-        bench = SimBench(chip_name, seed=seed)
+        bench = SimBench(chip_name, seed=seed, state=state_dir)
         ports = None
         if port_base is not None:
             ports = {role: port_base + k for k, role in enumerate(bench.emulators)}
-        servers = bench.serve(ports=ports)
+        try:
+            servers = bench.serve(ports=ports)
+        except BaseException:
+            bench.close()
+            raise
     resources = servers.resources
     if as_json:
         click.echo(json.dumps(resources))
@@ -136,3 +145,5 @@ def serve(chip_name: str, seed: int, port_base: int | None, as_json: bool) -> No
         pass
     finally:
         servers.stop()
+        with _one_line():
+            bench.close()  # the wafer's changed dies saved, its state folder let go of

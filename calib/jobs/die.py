@@ -38,14 +38,22 @@ def die_store(results: str | Path, wafer: str, die: int) -> DieStore:
     return store
 
 
-def reach_die(bench, die: int, error: type[Exception]) -> None:
+def reach_die(bench, die: int, error: type[Exception], store: DieStore | None = None) -> None:
     """The first bytes of a job: the array's size against the datasheet, then the prober
-    steps to ``die`` and makes contact."""
+    steps to ``die`` and makes contact.
+
+    A sweep that has stepped to the die and checked contact sets ``bench.at_die``; its
+    jobs then work on the die where it is (one touchdown per die, not one per step).
+    With the die's ``store``, a simulated wafer is first bound to that wafer's results
+    folder (``Bench.bind_results``), so the die is the one earlier jobs left there.
+    """
     sheet = bench.datasheet
     shape = tuple(bench.array.shape)
     if shape != sheet.shape:
         raise error(f"the array controller reports {shape[0]} x {shape[1]} cells, the "
                     f"datasheet {sheet.source} {sheet.shape[0]} x {sheet.shape[1]}: check "
                     "the bench config's datasheet")
-    if bench.prober is not None:
-        bench.prober.goto(die)
+    if store is not None and hasattr(bench, "bind_results"):
+        bench.bind_results(store.path.parent, die)
+    if bench.prober is not None and getattr(bench, "at_die", None) != die:
+        bench.prober.goto(die)  # (a wafer sweep has contacted and checked the die already)

@@ -102,7 +102,7 @@ def map_die(bench, die: int, options: MapOptions = MapOptions(), *,
     sheet = bench.datasheet
     params = options.params(sheet)  # the budget too: refused before any byte
     store = die_store(results, wafer_name(bench, wafer), die)
-    reach_die(bench, die, MapInputError)
+    reach_die(bench, die, MapInputError, store)
     if sheet.forming.required:
         if options.form is False:
             pristine = int(np.count_nonzero(bench.array.read() < sheet.pristine_below))

@@ -148,7 +148,7 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
         raise ProgramInputError(f"targets are {targets.values.shape}, the chip is "
                                 f"{sheet.shape} (datasheet {sheet.name})")
     store = die_store(results, wafer_name(bench, wafer), die)
-    reach_die(bench, die, ProgramInputError)  # the first bytes to the instruments
+    reach_die(bench, die, ProgramInputError, store)  # the first bytes to the instruments
     if sheet.forming.required and options.form is not False:
         form_pristine(bench, store)
     placed = targets.placement

@@ -48,6 +48,7 @@ class Bench:
         self._simulated = None
         self._lock: BenchLock | None = None
         self.array = self.smu = self.switch = self.thermal = self.prober = self.clock = None
+        self.at_die: int | None = None  # the die a sweep has contacted (calib.jobs.die)
         try:
             self._wire()
         except BaseException:
@@ -145,6 +146,18 @@ class Bench:
             if obj is not None:
                 out[role] = obj.configuration()
         return out
+
+    def bind_results(self, folder: str | Path, die: int | None = None) -> Path | None:
+        """Tie the bench's wafer to the wafer's results folder (``<results>/<wafer>``).
+
+        A real wafer remembers what was done to it by itself: a no-op, None. A simulated
+        one is remembered in ``<folder>/sim-state/`` from now on (held by this process
+        alone; the folder, or None with ``[simulation] state = false``). Jobs call it
+        before the prober moves; ``die`` is the die they are about to reach.
+        """
+        if self._simulated is None:
+            return None
+        return self._simulated.bind_results(folder, die)
 
     @property
     def transactions(self) -> int:

@@ -60,6 +60,7 @@ class SimulationConfig:
     rows: int | None = None
     cols: int | None = None
     latency: dict[str, float] = field(default_factory=dict)  # seconds, LatencyModel fields
+    state: bool = True  # the wafer remembers its dies in <results>/<wafer>/sim-state/
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _simulation(doc: dict, datasheet: str, source: str) -> SimulationConfig | No
     if "simulation" not in doc:
         return None
     s = _table(doc, "simulation", ("chip", "seed", "wafer", "transport", "rows", "cols",
-                                   "latency"), "simulation")
+                                   "latency", "state"), "simulation")
     chip = _text(s, "chip", "simulation", None)
     if chip is None:
         if datasheet.endswith(".toml") or "/" in datasheet:
@@ -165,6 +166,9 @@ def _simulation(doc: dict, datasheet: str, source: str) -> SimulationConfig | No
         if key in s and (not _whole(s[key]) or not 1 <= s[key] <= 8192):
             raise BenchConfigError(f"simulation.{key}: expected a whole number 1..8192, "
                                    f"got {s[key]!r}")
+    state = s.get("state", True)
+    if not isinstance(state, bool):
+        raise BenchConfigError(f"simulation.state: expected true or false, got {state!r}")
     latency = _table(s, "latency", LATENCY_KEYS, "simulation.latency")
     for key, value in latency.items():
         if not _number(value) or value < 0:
@@ -173,7 +177,7 @@ def _simulation(doc: dict, datasheet: str, source: str) -> SimulationConfig | No
     return SimulationConfig(chip=_relative(chip, source), seed=seed,
                             wafer=_text(s, "wafer", "simulation", "default"),
                             transport=transport, rows=s.get("rows"), cols=s.get("cols"),
-                            latency={k: float(v) for k, v in latency.items()})
+                            latency={k: float(v) for k, v in latency.items()}, state=state)
 
 
 def _role(role: str, table: Any, simulated: bool) -> RoleConfig:

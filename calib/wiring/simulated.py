@@ -5,24 +5,52 @@ It builds the simulated probe station named by a config's ``[simulation]``
 table and hands back what a real bench has instead: VISA resource strings and
 a resource manager. Nothing of the simulator's physics reaches the host: the
 host reads the chip's datasheet; ``Bench.simulation`` is kept for scoring only.
+
+A real wafer remembers what was done to it; the simulated one does so in a state
+folder beside the wafer's die files, ``<results>/<wafer>/sim-state/``, bound by the
+first job that reaches a die (``Bench.bind_results``), unless ``[simulation]
+state = false``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyvisa
 
 import sim_backend
 from calib.wiring.config import BenchConfigError, SimulationConfig
+from calib.wiring.lock import BenchBusyError
+from instruments.errors import UserError
 from sim_backend.bench import SimBench
 from sim_backend.latency import LatencyModel
 from sim_backend.server import ServerError
+from sim_backend.state import StateBusyError, StateError
+
+STATE_FOLDER = "sim-state"  # inside the wafer's results folder, beside its die files
 
 # The simulator's own errors, as the user sees them (one line, no traceback).
 SIM_ERRORS = (sim_backend.ChipSpecError, sim_backend.WaferSpecError,
               sim_backend.ChipInputError, ServerError)
+
+
+class SimulatedStateError(UserError, RuntimeError):
+    """The simulated wafer's state folder cannot be used (another wafer's, damaged)."""
+
+
+def _state_errors(action):
+    """``action()`` with the simulator's state errors as the toolkit's one-line errors."""
+    try:
+        return action()
+    except StateBusyError as exc:
+        raise BenchBusyError(str(exc)) from None
+    except StateError as exc:
+        raise SimulatedStateError(str(exc)) from None
+    except OSError as exc:
+        raise SimulatedStateError(f"simulated wafer state: {exc.filename or ''}: "
+                                  f"{exc.strerror or exc}") from None
 
 
 @dataclass
@@ -36,11 +64,31 @@ class SimulatedBench:
     session_overrides: dict[str, Any] = field(default_factory=dict)
     driver_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     servers: Any = None
+    state: bool = True  # remember the wafer in <results>/<wafer>/sim-state/
+
+    def bind_results(self, folder: str | Path, die: int | None = None) -> Path | None:
+        """Remember the wafer in ``<folder>/sim-state/`` (``folder``: the wafer's results
+        folder); ``die``, if on the wafer, is loaded at once, so a damaged state file is
+        reported before the prober moves. The folder, or None with ``state = false``."""
+        if not self.state:
+            return None
+        path = Path(folder) / STATE_FOLDER
+        sim = self.simulation
+
+        def bind() -> None:
+            sim.bind_state(path)
+            if die is not None and any(d.id == die for d in sim.wafer.dies):
+                with sim.lock:
+                    sim.wafer.load(die)
+
+        _state_errors(bind)
+        return path
 
     def close(self) -> None:
         if self.servers is not None:
             self.servers.stop()
             self.servers = None
+        _state_errors(self.simulation.close)
 
 
 def connect(cfg: SimulationConfig) -> SimulatedBench:
@@ -68,4 +116,4 @@ def connect(cfg: SimulationConfig) -> SimulatedBench:
         session_overrides={"min_interval_s": 0.0},  # virtual instruments need no pacing
         # the simulated probe card's wiring onto the switch matrix
         driver_options={"smu-switch-array": {"first_bit_column": sim.wiring.word_lines}},
-        servers=servers)
+        servers=servers, state=cfg.state)

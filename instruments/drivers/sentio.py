@@ -4,6 +4,7 @@ Replies are ``<errc|status>,<cmd_id>,<message>``; the low 10 bits of the first
 field are the error code. The driver never moves XY while in contact: it
 separates first. Commands follow the SENTIO remote command reference
 (``map:step_die_seq`` steps by the die's sequence number on the route).
+Command strings and their sources: docs/drivers/sentio.md.
 """
 
 from __future__ import annotations
@@ -77,7 +78,43 @@ class SentioProber(Driver):
         self._cmd("move_chuck_separation", timeout_s=30)
 
     def position(self) -> tuple[int, int]:
-        return _position(self._cmd("map:die:get_current_index"))
+        # map:die:get_current_index answers "<route index>,<column>,<row>" (MPI's
+        # sentio-prober-control, WafermapDieCommandGroup.get_current_index)
+        message = self._cmd("map:die:get_current_index")
+        fields = message.split(",")
+        if len(fields) < 3:
+            raise ProberError(f"unexpected current die {message!r} from the prober; "
+                              "expected <route index>,<column>,<row>")
+        return _position(",".join(fields[1:3]))
+
+    def die_map(self) -> tuple[tuple[int, int, int], ...]:
+        """(die id, column, row) of every die on the prober's route, ids as ``goto`` takes
+        them: the route's sequence numbers (``map:step_die_seq``).
+
+        ``map:get_num_dies Selected`` counts the route, ``map:path:get_die <seq>`` gives a
+        die's column and row (MPI's sentio-prober-control: WafermapCommandGroup.
+        get_num_dies, WafermapPathCommandGroup.get_die); one query per die. SENTIO counts
+        the route from 0; a prober that has no sequence number 0 (the simulator's, which
+        numbers from 1) is read from 1, so the ids are always the ones it steps to.
+        """
+        message = self._cmd("map:get_num_dies Selected")
+        try:
+            count = int(message)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise ProberError(f"unexpected number of dies {message!r} from the prober")
+        if count == 0:
+            return ()
+        try:
+            reply = self._cmd("map:path:get_die 0")
+        except ProberError:  # no sequence number 0: this route counts from 1
+            start, dies = 1, []
+        else:
+            start, dies = 0, [(0, *_position(reply))]
+        for seq in range(start + len(dies), start + count):
+            dies.append((seq, *_position(self._cmd(f"map:path:get_die {seq}"))))
+        return tuple(dies)
 
     def set_bin(self, bin_number: int) -> None:
         self._cmd(f"map:bins:set_bin {whole(bin_number, 'bin', 0, 255)}")

@@ -149,6 +149,34 @@ class VeloxProber(Driver):
     def set_bin(self, bin_number: int) -> None:
         self._cmd("BinMapDie", str(whole(bin_number, "bin", 0, 255)))
 
+    def die_map(self) -> tuple[tuple[int, int, int], ...]:
+        """(die number, column, row) of every selected die of the Velox wafer map, numbers
+        as ``goto`` takes them (``StepToDie <n>``).
+
+        ``GetNumSelectedDies``, then ``GetDieDataAsNum <n>`` for n = 1..count, whose reply
+        begins ``<die number> <column> <row>``: one query per die. Both are SCI commands
+        (FormFactor's bindings); the loop and the reply's fields are as SweepMe!'s Velox
+        driver and published kernel clients read them (docs/drivers/velox.md).
+        """
+        values = self._cmd("GetNumSelectedDies")
+        try:
+            count = int(values[0])
+        except (IndexError, ValueError):
+            count = -1
+        if count < 0:
+            raise ProberError(f"unexpected number of dies {' '.join(values)!r} from "
+                              "GetNumSelectedDies")
+        dies = []
+        for n in range(1, count + 1):
+            values = self._cmd("GetDieDataAsNum", str(n))
+            try:
+                number = int(values[0])
+            except (IndexError, ValueError):
+                raise ProberError(f"unexpected die data {' '.join(values)!r} from "
+                                  f"GetDieDataAsNum {n}") from None
+            dies.append((number, *_position(values[1:], f"GetDieDataAsNum {n}")))
+        return tuple(dies)
+
     # -- ThermalController role (the chuck) ---------------------------------------------
     def set_temperature(self, celsius: float) -> None:
         t = round(self.guard.temperature(celsius), 2)

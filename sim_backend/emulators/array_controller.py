@@ -2,14 +2,18 @@
 
 Whole arrays move as IEEE-488.2 definite-length blocks of little-endian
 float32 (conductances, volts, amperes) or uint8 (masks), row-major.
+With no die on the lines (probes up, or an ``open`` fault) reads and MVM return
+the read-out's own noise floor through its ADCs, never exact zeros.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim_backend.chip import MAX_READ_AVERAGES
+from sim_backend import devices
+from sim_backend.chip import MAX_READ_AVERAGES, MVM_TIME, READ_TIME_PER_ROW
 from sim_backend.framing import block as encode_block
+from sim_backend.randoms import normals
 from sim_backend.scpi import (
     DATA_TYPE,
     HARDWARE,
@@ -23,6 +27,12 @@ from sim_backend.scpi import (
 
 BOARD_MAX_VOLTS = 10.0  # the board's own output range
 BOARD_MAX_WIDTH = 10e-3  # s
+# The read channel's input-referred current noise with nothing connected (assumption:
+# ~1.5 pA/sqrt(Hz) over the ~1 MHz bandwidth of a 1 us conversion) and the spread of
+# each bit line's static offset, drawn once per bench seed (assumption).
+OPEN_NOISE_A = 1.5e-9
+OPEN_OFFSET_A = 0.5e-9
+_OPEN_STREAM = 0x0BE9  # seed stream of the open-circuit noise (with the wafer seed)
 
 
 class ArrayControllerEmulator(ScpiInstrument):
@@ -31,6 +41,11 @@ class ArrayControllerEmulator(ScpiInstrument):
 
     def __init__(self, bench) -> None:
         super().__init__(bench)
+        seeds = np.random.SeedSequence([bench.wafer.seed, _OPEN_STREAM]).spawn(2)
+        cols = bench.spec.shape[1]
+        self._open_offset = OPEN_OFFSET_A * np.random.default_rng(seeds[0]).standard_normal(
+            cols)  # A per bit line: the board's, it survives a reboot
+        self._open_rng = np.random.default_rng(seeds[1])
         self.reset()
 
     def reset(self) -> None:
@@ -79,6 +94,8 @@ class ArrayControllerEmulator(ScpiInstrument):
         return idx
 
     def _chip(self):
+        if self.bench.faults.latched("open"):  # contact reported, needles without continuity
+            return None
         return self.bench.chip  # None: probes up, every line open
 
     def _overhead(self) -> None:
@@ -136,9 +153,24 @@ class ArrayControllerEmulator(ScpiInstrument):
         self._overhead()
         chip = self._chip()
         if chip is None:
-            return np.zeros(self.shape)
+            return self._open_read(mask)
         g = chip.read(mask, voltage=self.read_voltage, averages=self.read_averages)
         return np.nan_to_num(g, nan=0.0)
+
+    def _open_read(self, mask) -> np.ndarray:
+        """Open lines: the channel's offset and noise through the read ADC (as the chip's
+        reads pass it), per conversion, averaged; the clock charged as for a die."""
+        rows, cols = self.shape
+        adc, v = self.bench.spec.adc, self.read_voltage
+        i_full = adc.read_full_scale * self.bench.spec.window.read_voltage
+        offset = np.broadcast_to(self._open_offset.astype(np.float32), (rows, cols)).ravel()
+        total = np.zeros(rows * cols)
+        for _ in range(self.read_averages):
+            current = OPEN_NOISE_A * normals(self._open_rng, rows * cols) + offset
+            total += devices.quantize(current.astype(np.float32), i_full, adc.read_bits, False)
+        rows_read = rows if mask is None else int(np.count_nonzero(mask.any(axis=1)))
+        self.bench.clock.advance(READ_TIME_PER_ROW * rows_read * self.read_averages)
+        return (total / (v * self.read_averages)).reshape(rows, cols)
 
     @command(":PULSe:ARRay?")
     def pulse(self, args, block):
@@ -200,8 +232,12 @@ class ArrayControllerEmulator(ScpiInstrument):
         self._overhead()
         chip = self._chip()
         x2 = x.reshape(-1, rows).astype(np.float64)
-        if chip is None:
-            out = np.zeros((x2.shape[0], self.shape[1]))
+        if chip is None:  # open bit lines: the column ADC's output noise alone
+            sigma = self.bench.spec.adc.mvm_output_noise * self.mvm_range
+            noise = sigma * normals(self._open_rng, x2.shape[0] * self.shape[1])
+            out = devices.quantize(noise.reshape(x2.shape[0], -1), self.mvm_range,
+                                   self.bench.spec.adc.mvm_bits, True)
+            self.bench.clock.advance(MVM_TIME * x2.shape[0])
         else:
             out = chip.mvm(x2, full_scale=self.mvm_range)
         return encode_block(out.astype("<f4").tobytes())

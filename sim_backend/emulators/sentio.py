@@ -3,6 +3,9 @@
 Replies are ``<errc|status>,<cmd_id>,<message>``: the low 10 bits of the first
 field are the error code, higher bits status flags (bit 10: end of route).
 No XY move is allowed while the chuck is in contact, as on the real prober.
+The route is every die of the wafer, and its sequence numbers are the wafer's die
+ids (from 1) where a SENTIO counts from 0 (docs/drivers/sentio.md): the simulated
+bench keeps one die numbering for every prober.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class SentioEmulator:
             "map:step_die": self._step_die, "map:step_die_seq": self._step_seq,
             "map:step_first_die": self._first, "map:step_next_die": self._next,
             "map:die:get_current_index": self._current, "map:die:get_current_seq": self._seq,
+            "map:get_num_dies": self._num_dies, "map:path:get_die": self._path_die,
             "map:bins:set_bin": self._set_bin, "move_chuck_contact": self._contact,
             "move_chuck_separation": self._separate, "move_chuck_home": self._home,
             "get_chuck_xy": self._xy, "status:set_chuck_temp": self._set_temp,
@@ -72,6 +76,9 @@ class SentioEmulator:
         bench.die_id = die.id
         bench.clock.advance(bench.latency.die_step_s)
         self.route_pos = [d.id for d in bench.wafer.dies].index(die.id)
+        excursion = bench.faults.take_fault(self.role, ("chuck",))
+        if excursion is not None:  # the chuck lost its temperature on the way
+            bench.chuck.disturb(excursion.delta_c)
         return self._reply(0, f"{die.x},{die.y},0")
 
     def _step_die(self, args):
@@ -104,6 +111,20 @@ class SentioEmulator:
 
     def _current(self, args):
         die = self.bench.wafer.info(self.bench.die_id)
+        return self._reply(0, f"{die.id},{die.x},{die.y}")  # route index, column, row
+
+    def _num_dies(self, args):
+        if args[0].lower() not in ("present", "selected"):
+            return self._reply(ERR_PARAM, f"expected Present or Selected, got {args[0]}")
+        return self._reply(0, str(len(self.bench.wafer.dies)))  # every die is selected
+
+    def _path_die(self, args):
+        from sim_backend.wafer import WaferSpecError
+
+        try:
+            die = self.bench.wafer.info(int(args[0]))
+        except WaferSpecError as exc:
+            return self._reply(ERR_NO_DIE, str(exc))
         return self._reply(0, f"{die.x},{die.y}")
 
     def _seq(self, args):
@@ -124,13 +145,19 @@ class SentioEmulator:
         bench.clock.advance(bench.latency.contact_s)
         if bench.faults.take(self.role, ("contact",)):
             bench.in_contact = False
+            bench.faults.unlatch("open")
             return self._reply(ERR_CONTACT_FAILED, "contact failed: no continuity detected")
         bench.in_contact = True
+        if bench.faults.take(self.role, ("open",)):  # at contact height, needles open
+            bench.faults.latch("open")
+        else:
+            bench.faults.unlatch("open")
         return self._reply(0, "OK")
 
     def _separate(self, args):
         self.bench.clock.advance(self.bench.latency.contact_s)
         self.bench.in_contact = False
+        self.bench.faults.unlatch("open")
         return self._reply(0, "OK")
 
     def _home(self, args):

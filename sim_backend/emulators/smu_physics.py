@@ -35,7 +35,7 @@ def connected_cells(bench) -> np.ndarray | None:
     """Mask of the cells between the word lines closed on row A and the bit lines closed on
     row B of the switch matrix (None: probes up, or no complete path)."""
     chip = bench.chip
-    if chip is None:
+    if chip is None or bench.faults.latched("open"):  # probes up, or needles with no contact
         return None
     wiring = bench.wiring
     wl, bl = set(), set()

@@ -7,8 +7,11 @@ the command's values, or a non-zero error code and the prober's message.
 
 It drives the same shared prober state as the SENTIO emulator (the contacted die, the
 contact flag, the bins, the chuck's thermal model), refuses XY moves while the chuck is
-in contact, and fails a contact move when a ``contact`` fault is injected. Die numbers
-are the wafer's die ids (1.., raster order), columns and rows its grid ``x`` and ``y``.
+in contact, fails a contact move when a ``contact`` fault is injected, makes a contact
+without continuity on an ``open`` fault and disturbs the chuck on a ``chuck`` fault. Die
+numbers are the wafer's die ids (1.., raster order), columns and rows its grid ``x`` and
+``y``; every die is selected, so ``GetDieDataAsNum n`` for n = 1..``GetNumSelectedDies``
+is the whole map.
 The error code numbers are this emulator's own unless docs/drivers/velox.md says
 otherwise; registration is accepted but not required (see that page).
 """
@@ -104,6 +107,9 @@ class VeloxEmulator:
         bench.die_id = die.id
         bench.clock.advance(bench.latency.die_step_s)
         self.route_pos = [d.id for d in bench.wafer.dies].index(die.id)
+        excursion = bench.faults.take_fault(self.role, ("chuck",))
+        if excursion is not None:  # the chuck lost its temperature on the way
+            bench.chuck.disturb(excursion.delta_c)
         return f"{die.x} {die.y} 0 0"  # column, row, current subdie, last subdie index
 
     def _die(self, die_id: int):
@@ -184,14 +190,20 @@ class VeloxEmulator:
         bench.clock.advance(bench.latency.contact_s)
         if bench.faults.take(self.role, ("contact",)):
             bench.in_contact = False
+            bench.faults.unlatch("open")
             raise _Refused(ERR_CONTACT_FAILED, "Contact failed: chuck did not reach contact "
                                                "height")
         bench.in_contact = True
+        if bench.faults.take(self.role, ("open",)):  # at contact height, needles open
+            bench.faults.latch("open")
+        else:
+            bench.faults.unlatch("open")
         return ""
 
     def _separate(self, args):
         self.bench.clock.advance(self.bench.latency.contact_s)
         self.bench.in_contact = False
+        self.bench.faults.unlatch("open")
         return ""
 
     # -- thermal chuck -------------------------------------------------------------

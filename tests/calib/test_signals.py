@@ -61,9 +61,13 @@ def test_a_signal_at_any_moment_leaves_no_run_running(tmp_path, signum):
 
 
 def test_two_processes_on_one_die_file_lose_no_run(tmp_path):
+    # two benches writing one die file: the simulated wafer's memory is off, since one
+    # simulated wafer, like a real one, serves one process at a time (test_sim_state_cli)
+    bench = tmp_path / "bench.toml"
+    bench.write_text('[chip]\ndatasheet = "rram"\n[simulation]\nstate = false\n')
     for trial in range(3):
         results = tmp_path / f"t{trial}"
-        procs = [_program(results, 12, "--no-form") for _ in range(2)]
+        procs = [_program(results, 12, "--no-form", "--bench", str(bench)) for _ in range(2)]
         summaries = []
         for proc in procs:
             out, err = proc.communicate(timeout=120)

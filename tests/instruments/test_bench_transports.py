@@ -83,7 +83,9 @@ def test_prober_steps_only_when_separated_and_bins(bench):
     assert bench.simulation.bins[bench.simulation.die_id] == 2
     bench.prober.separate()
     assert bench.simulation.chip is None
-    assert np.all(bench.array.read() == 0)  # probes up: open circuits
+    g = bench.array.read()  # probes up: open circuits, the read-out's offset and noise only
+    pristine = bench.datasheet.pristine_below
+    assert g.max() > 0 and 0 <= g.mean() < 0.1 * pristine
 
 
 def test_smu_and_switch_measure_one_cell(bench):

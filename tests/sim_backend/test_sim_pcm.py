@@ -104,10 +104,14 @@ def test_arrhenius_temperature(pcm_chip):
     hot = pcm_chip.truth().g
     ratio = hot[h] / t.g[h]
     x = np.clip(t.g[h] / t.g_max[h], 0, 1)
-    ea = 0.2 + (0.03 - 0.2) * x
+    # the preset's law scaled per die, plus each cell's own spread (docs/simulator.md)
+    law = t.temp_coeff_die * (0.2 + (0.03 - 0.2) * x)
+    assert np.allclose(t.temp_coeff[h] - t.temp_coeff_cell[h], law, rtol=1e-5, atol=1e-7)
+    ea = t.temp_coeff[h]
     expected = np.exp(-ea / 8.617333262e-5 * (1 / 348.15 - 1 / 298.15))
     assert np.allclose(ratio, expected, rtol=1e-3)
-    assert np.all(ratio > 1)  # thermally activated: hotter conducts more
+    assert np.all((ratio > 1) == (ea > 0))  # thermally activated: hotter conducts more
+    assert np.mean(ea > 0) > 0.999
     lowx = x < np.median(x)
     assert ratio[lowx].mean() > ratio[~lowx].mean()
 
