@@ -54,6 +54,9 @@ for module in (sim, program, report, bench):
 from calib.cli.map import command as map_command  # noqa: E402
 
 main.add_command(map_command)
+from calib.cli.analyze import command as analyze_command  # noqa: E402
+
+main.add_command(analyze_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
