@@ -57,6 +57,9 @@ main.add_command(map_command)
 from calib.cli.analyze import command as analyze_command  # noqa: E402
 
 main.add_command(analyze_command)
+from calib.cli.sweep import command as sweep_command  # noqa: E402
+
+main.add_command(sweep_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

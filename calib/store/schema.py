@@ -191,6 +191,10 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         Dataset("weights", "float", "the weights at the end"),
         Dataset("conductance", "float", "the conductances at the end, S"),
     )),
+    Job("user_step", "a lab's own step in a wafer sweep (module:function); its summary is "
+        "the dict the function returned", (
+        Dataset("values", "float", "numbers the step chose to keep (run.finish arrays)"),
+    )),
     Job("sweep", "a job over many dies (the runs themselves live in each die's file)", (
         Dataset("progress", SWEEP_PROGRESS, "one row per die done", appendable=True),
     )),

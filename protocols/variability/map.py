@@ -54,7 +54,12 @@ from scipy.optimize import nnls
 from scipy.special import log_ndtr
 from scipy.stats import chi2
 
-from protocols.variability.params import MapProgress, VariabilityError, VariabilityParams
+from protocols.variability.params import (
+    DeadArrayError,
+    MapProgress,
+    VariabilityError,
+    VariabilityParams,
+)
 from protocols.variability.result import Fault, ReadNoiseLaw, VariabilityMap
 from protocols.write_verify.response import RESET, SET
 
@@ -306,7 +311,7 @@ class _Mapper:
             self.g[cells] = after
             strong = s * (after - before) > p.move_sigma * np.sqrt(2.0) * self.sigma(before)
             if np.count_nonzero(strong) < p.dead_fraction * cells.size:
-                raise VariabilityError(
+                raise DeadArrayError(
                     f"no cell moved under SET pulses up to {vmax:g} V, {wmax * 1e6:g} us "
                     f"({np.count_nonzero(strong)} of {cells.size} changed beyond read "
                     "noise): a dead die, unformed cells or no probe contact")

@@ -21,6 +21,11 @@ class VariabilityError(UserError, ValueError):
     (unformed, dead, no contact). Raised before the first pulse when it can be."""
 
 
+class DeadArrayError(VariabilityError):
+    """No cell moved under the strongest pulse the limits allow: a dead die, cells not
+    formed, or no probe contact. A wafer sweep bins such a die instead of failing."""
+
+
 @dataclass(frozen=True)
 class VariabilityParams:
     """Parameters of :func:`protocols.variability.map_variability`.
