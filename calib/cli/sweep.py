@@ -47,6 +47,9 @@ def command(recipe, bench_file, results, wafer, redo, as_json) -> None:
 
     with open_bench(bench_file) as b:
         result = run(b, plan, results=results, wafer=wafer, redo=redo, progress=progress)
-    emit(result.summary(), as_json, _lines)
+    summary = result.summary()
+    if as_json:  # the wafer summary table too: one row per die, every step's figures
+        summary["rows"] = result.rows
+    emit(summary, as_json, _lines)
     if result.stopped:
         sys.exit(1)

@@ -165,6 +165,7 @@ def test_cli_sweep_json_resume_redo_and_bad_input(tmp_path, small):
     assert out.exit_code == 0, out.output
     s = json.loads(out.output)
     assert s["done"] == 3 and s["visited"] == 3 and set(s["bins"]) <= {"1", "2", "3", "7"}
+    assert [r["die"] for r in s["rows"]] == [10, 11, 12] and "map.yield" in s["rows"][0]
     out = cli.invoke(main, args)
     assert out.exit_code == 0 and "3 of 3 dies done (0 this run" in out.output
     out = cli.invoke(main, [*args, "--redo", "--json"])
@@ -182,3 +183,28 @@ def test_cli_sweep_json_resume_redo_and_bad_input(tmp_path, small):
     assert out.exit_code != 0 and "die 9999 is not on the prober's wafer map" in out.output
     out = cli.invoke(main, ["sweep", "no-such-recipe", "--bench", small])
     assert out.exit_code != 0 and "bundled recipes" in out.output
+
+
+def test_a_run_the_index_never_heard_of_is_adopted_not_redone(bench, tmp_path, monkeypatch):
+    """Killed between the die file's write and the index's: the resumed sweep takes the
+    complete run it finds instead of mapping the die a second time."""
+    from calib.sweep.index import WaferIndex
+
+    real = WaferIndex.step_done
+
+    def dies_after_the_run(self, die_id, name, record):
+        if name == "map":
+            raise KeyboardInterrupt("killed")
+        return real(self, die_id, name, record)
+
+    monkeypatch.setattr(WaferIndex, "step_done", dies_after_the_run)
+    with pytest.raises(KeyboardInterrupt):
+        run(bench, recipe([12]), results=tmp_path)
+    monkeypatch.undo()
+    store = DieStore(tmp_path / bench.wafer_name / "die_12.h5")
+    assert [r.status for r in store.runs() if r.protocol == "variability"] == ["complete"]
+    result = run(bench, recipe([12]), results=tmp_path)
+    assert result.done == 1 and result.rows[0]["bin"] == 1
+    assert [r.status for r in store.runs() if r.protocol == "variability"] == ["complete"]
+    entry = read_index(tmp_path / bench.wafer_name)["dies"]["12"]
+    assert entry["steps"]["map"]["adopted"] and entry["figures"]["map.yield"] >= 0.9
