@@ -18,7 +18,8 @@ Run: python benchmarks/bench_sweep.py [--dies N] [--program-dies 20] [--kills 20
    end: every die done exactly once (one complete variability run per die not
    interrupted mid-run, none lost) and its wafer summary equal, figure by figure, to
    an uninterrupted sweep's for every die that was not interrupted mid-run (floats to
-   1e-9 relative: bench times are differences of virtual-clock readings).
+   1e-9 relative; bench times are compared apart: a restarted process identifies its
+   instruments again inside its first die's first step).
 4. STDF: the full sweep's file read back: per-die bins and X/Y equal to the index.
 """
 
@@ -200,19 +201,27 @@ def crash_test(tmp: Path, kills: int, seed: int = 1) -> dict:
                     and r.status == "complete"]
         if len(complete) != 1 and not (b[d]["bin"] == 7 and not complete):
             dup.append((d, len(complete)))
-    differ = [d for d in b if d not in interrupted and not _same(a[d], b[d])]
+    differ = {d: sorted(k for k in set(a[d]["figures"]) | set(b[d]["figures"])
+                        if not _same({"bin": 0, "figures": {k: a[d]["figures"].get(k)}},
+                                     {"bin": 0, "figures": {k: b[d]["figures"].get(k)}}))
+              for d in b if d not in interrupted and not _same(a[d], b[d])}
+    timing = [d for d in b if d not in interrupted and not _same(a[d], b[d], timing=True)]
     return {"kills": len(killed_at), "final_exit": final.returncode, "dies": len(b),
             "lost": lost, "not_exactly_once": dup, "interrupted_mid_run": len(interrupted),
-            "differ_from_uninterrupted": differ, "ref_wall_s": ref_wall}
+            "differ_from_uninterrupted": differ, "bench_time_differs": timing,
+            "ref_wall_s": ref_wall}
 
 
-def _same(x: dict, y: dict) -> bool:
-    """Same bin and figures; floats to 1e-9 relative (bench times are differences of
-    virtual-clock readings, whose last bits depend on the clock's absolute value)."""
-    fx, fy = x["figures"], y["figures"]
+def _same(x: dict, y: dict, timing: bool = False) -> bool:
+    """Same bin and figures; floats to 1e-9 relative. Bench times are left out unless
+    ``timing``: a restarted process identifies its instruments again inside the first
+    step it runs, which costs that die a few bench milliseconds — the bus, not the die."""
+    fx = {k: v for k, v in x["figures"].items() if timing or not k.endswith("bench_time_s")}
+    fy = {k: v for k, v in y["figures"].items() if timing or not k.endswith("bench_time_s")}
     if x["bin"] != y["bin"] or set(fx) != set(fy):
         return False
-    return all(np.isclose(fx[k], fy[k], rtol=1e-9, atol=0) if isinstance(fx[k], float)
+    return all(np.isclose(fx[k], fy[k], rtol=1e-9, atol=0)
+               if isinstance(fx[k], float) and isinstance(fy[k], float)
                else fx[k] == fy[k] for k in fx)
 
 
@@ -223,6 +232,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--skip-full", action="store_true")
     ap.add_argument("--skip-crash", action="store_true")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the kill moments")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -248,13 +258,15 @@ def main() -> None:
                   f"{p['in_band_median']:.2%}, bins "
                   f"{json.dumps({str(k): v for k, v in sorted(p['bins'].items())})}")
         if not args.skip_crash:
-            c = crash_test(tmp, args.kills)
+            c = crash_test(tmp, args.kills, args.seed)
             print(f"crash test: {c['kills']} kill -9 of a 30-die sweep (uninterrupted: "
                   f"{c['ref_wall_s']:.1f} s wall), then resumed (exit {c['final_exit']}): "
                   f"{c['dies']} dies, lost {len(c['lost'])}, not done exactly once "
                   f"{len(c['not_exactly_once'])}, interrupted mid-run "
                   f"{c['interrupted_mid_run']}, summary differs from the uninterrupted "
-                  f"sweep for {len(c['differ_from_uninterrupted'])} of the others")
+                  f"sweep for {len(c['differ_from_uninterrupted'])} of the others (bench "
+                  f"time differs for {len(c['bench_time_differs'])}: a restarted process "
+                  "re-identifies its instruments in its first die)")
             if c["lost"] or c["not_exactly_once"] or c["differ_from_uninterrupted"]:
                 print(f"  details: {c}")
 
