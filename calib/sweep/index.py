@@ -12,13 +12,12 @@ to end, so two sweeps of one wafer cannot interleave; readers need no lock.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from calib.store.errors import DieFileBusy
+from calib.store.image import write_image
 from calib.store.lock import DieLock
 from instruments.errors import UserError
 
@@ -37,31 +36,9 @@ def _now() -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """``text`` to ``path`` by temporary file, fsync and rename (the old file survives any
-    failure before the rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """``text`` to ``path`` the way die files are written (:func:`calib.store.image.
+    write_image`: temporary file, fsync, rename; the old file survives any failure)."""
+    write_image(path, text.encode("utf-8"))
 
 
 def read_index(folder: str | Path) -> dict[str, Any] | None:
