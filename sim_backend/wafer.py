@@ -244,6 +244,10 @@ class SimWafer:
         return chip
 
     # -- memory between processes -------------------------------------------------------
+    def has_saved(self, die_id: int) -> bool:
+        """Whether the state folder holds a saved state of ``die_id``."""
+        return self._state is not None and self._state.has(int(die_id))
+
     @property
     def state_folder(self) -> Path | None:
         """The folder this wafer is remembered in (None: it forgets at exit)."""

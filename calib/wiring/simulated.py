@@ -68,8 +68,10 @@ class SimulatedBench:
 
     def bind_results(self, folder: str | Path, die: int | None = None) -> Path | None:
         """Remember the wafer in ``<folder>/sim-state/`` (``folder``: the wafer's results
-        folder); ``die``, if on the wafer, is loaded at once, so a damaged state file is
-        reported before the prober moves. The folder, or None with ``state = false``."""
+        folder); ``die``, if the folder holds its state, is loaded at once, so a damaged
+        state file is reported before the prober moves (a die never saved is built when
+        the probes reach it, as without a state folder: its cells' ages count from then).
+        The folder, or None with ``state = false``."""
         if not self.state:
             return None
         path = Path(folder) / STATE_FOLDER
@@ -77,7 +79,8 @@ class SimulatedBench:
 
         def bind() -> None:
             sim.bind_state(path)
-            if die is not None and any(d.id == die for d in sim.wafer.dies):
+            if (die is not None and any(d.id == die for d in sim.wafer.dies)
+                    and sim.wafer.has_saved(die)):
                 with sim.lock:
                     sim.wafer.load(die)
 
