@@ -13,7 +13,7 @@ Run: python benchmarks/bench_sweep.py [--dies N] [--program-dies 20] [--kills 20
    median per ring (within 10 %).
 2. A map + program sweep (``map-and-program``: fault-aware placement of the example
    layer) of ``--program-dies`` dies: wall and bench time, programming yield.
-3. Crash test: the ``quick-map`` sweep of 30 dies of 32 x 32 in a subprocess, killed
+3. Crash test: the ``quick-map`` sweep of 60 dies of 32 x 32 in a subprocess, killed
    with SIGKILL at ``--kills`` random moments and resumed each time, then run to the
    end: every die done exactly once (one complete variability run per die not
    interrupted mid-run, none lost) and its wafer summary equal, figure by figure, to
@@ -144,7 +144,7 @@ def _recipe_doc(name: str) -> dict:
 CRASH_RECIPE = """[recipe]
 name = "crash"
 [dies]
-select = "100-129"
+select = "100-159"
 route = "serpentine"
 [[steps]]
 step = "map"
@@ -178,12 +178,18 @@ def crash_test(tmp: Path, kills: int, seed: int = 1) -> dict:
     rng = random.Random(seed)
     crash = tmp / "crash"
     killed_at = []
-    for _ in range(kills):
+    lives = 0
+    while len(killed_at) < kills and lives < 3 * kills:
+        lives += 1
         p = subprocess.Popen(_sweep_cmd(tmp, crash), env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        delay = rng.uniform(0.5, max(1.0, ref_wall / 4))
+        # short lives (start-up is ~1.5 s of them), so that the kills land before the
+        # sweep can finish; a life too short to start anything is tried again
+        delay = rng.uniform(0.5, 2.5)
         try:
             p.wait(timeout=delay)
+            if p.returncode == 0:
+                break  # the sweep finished before its kill
         except subprocess.TimeoutExpired:
             p.send_signal(signal.SIGKILL)
             p.wait()
@@ -259,7 +265,7 @@ def main() -> None:
                   f"{json.dumps({str(k): v for k, v in sorted(p['bins'].items())})}")
         if not args.skip_crash:
             c = crash_test(tmp, args.kills, args.seed)
-            print(f"crash test: {c['kills']} kill -9 of a 30-die sweep (uninterrupted: "
+            print(f"crash test: {c['kills']} kill -9 of a 60-die sweep (uninterrupted: "
                   f"{c['ref_wall_s']:.1f} s wall), then resumed (exit {c['final_exit']}): "
                   f"{c['dies']} dies, lost {len(c['lost'])}, not done exactly once "
                   f"{len(c['not_exactly_once'])}, interrupted mid-run "
