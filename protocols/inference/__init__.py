@@ -3,10 +3,23 @@
 ``network`` (layers, the ``.npz`` format, the float reference), ``mapping``
 (layers as disjoint tiles of differential pairs, their targets; programming
 them by write-verify; reading the weights back), ``params`` (input encoding),
-``run`` (the forward pass on the chip), ``result``, ``digits`` (the bundled
-model). Guide: ``docs/inference.md``.
+``run`` (the forward pass on the chip), ``result``, ``compensation`` (drift
+compensation: calibrate at programming, correct at inference), ``digits`` (the
+bundled model). Guide: ``docs/inference.md``.
 """
 
+from protocols.inference.compensation import (
+    METHODS,
+    REFERENCE_CELLS,
+    CalibrationCost,
+    ColumnGains,
+    CompensationError,
+    DriftCalibration,
+    calibrate,
+    calibration_drives,
+    correction,
+    network_drives,
+)
 from protocols.inference.digits import (
     ModelDataError,
     digits_split,
@@ -20,6 +33,7 @@ from protocols.inference.mapping import (
     compensate,
     map_network,
     pack_tiles,
+    place_references,
     program_network,
     read_weights,
 )
@@ -30,14 +44,16 @@ from protocols.inference.network import (
     Network,
     apply_activation,
 )
-from protocols.inference.params import SIGNED_MODES, InferenceParams
+from protocols.inference.params import SIGNED_MODES, DriftParams, InferenceParams
 from protocols.inference.result import InferenceResult
 from protocols.inference.run import encode, run_network
 
 __all__ = [
-    "ACTIVATIONS", "SIGNED_MODES", "InferenceInputError", "InferenceParams", "InferenceResult",
-    "Layer", "Mapping", "ModelDataError", "Network", "NetworkFitError", "Tile",
-    "apply_activation", "compensate", "digits_split", "digits_test_set", "encode",
-    "load_digits_model", "map_network", "pack_tiles", "program_network", "read_weights",
-    "run_network",
+    "ACTIVATIONS", "METHODS", "REFERENCE_CELLS", "SIGNED_MODES", "CalibrationCost",
+    "ColumnGains", "CompensationError", "DriftCalibration", "DriftParams",
+    "InferenceInputError", "InferenceParams", "InferenceResult", "Layer", "Mapping",
+    "ModelDataError", "Network", "NetworkFitError", "Tile", "apply_activation", "calibrate",
+    "calibration_drives", "compensate", "correction", "digits_split", "digits_test_set", "encode",
+    "load_digits_model", "map_network", "network_drives", "pack_tiles", "place_references",
+    "program_network", "read_weights", "run_network",
 ]

@@ -19,12 +19,20 @@ from target (``corrections``, S) in the mapping; the forward pass subtracts
 ``x_volts @ corrections`` from the column currents on the host: a sparse
 digital fix-up of the few cells the array cannot hold, as a chip's periphery
 would apply it. :func:`program_network` does this from its write-verify result.
+
+Reference cells. A mapping may also hold cells programmed to known levels
+beside the weights (``reference_cells``, flat row-major indices, and their
+``reference_targets``, S), in cells no tile uses: columns no tile touches
+first, so they share no bit line with a layer. They are programmed in the
+same write-verify as the weights, so they age with them; reading them later
+tells how conductance moved with time and temperature
+(:mod:`protocols.inference.compensation`, the temperature calibration).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,6 +87,9 @@ class Mapping:
     level (V), the default full-scale input voltage. ``corrections``: measured
     minus target conductance (S, array shape) of the cells the array does not
     hold on target, 0 elsewhere; None: none recorded (see :func:`compensate`).
+    ``reference_cells`` (flat row-major indices, int64) and ``reference_targets``
+    (S, one per cell): cells outside every tile programmed to known levels
+    (:func:`place_references`); empty when there are none.
     """
 
     tiles: tuple[Tile, ...]
@@ -88,6 +99,26 @@ class Mapping:
     g_max: float
     read_voltage: float
     corrections: np.ndarray | None = None
+    reference_cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reference_targets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        cells = np.asarray(self.reference_cells, dtype=np.int64).ravel()
+        levels = np.asarray(self.reference_targets, dtype=np.float64).ravel()
+        if cells.shape != levels.shape:
+            raise InferenceInputError(f"reference_cells ({cells.size}) and reference_targets "
+                                      f"({levels.size}) must have one entry per cell")
+        size = int(np.prod(self.array_shape))
+        if cells.size and (cells.min() < 0 or cells.max() >= size
+                           or np.unique(cells).size != cells.size):
+            raise InferenceInputError(f"reference_cells must be distinct flat indices "
+                                      f"0..{size - 1} of the array")
+        if cells.size and (np.isfinite(self.targets.ravel()[cells]).any()
+                           or not np.isfinite(levels).all()):
+            raise InferenceInputError("reference cells must lie outside every tile and "
+                                      "have finite targets")
+        object.__setattr__(self, "reference_cells", cells)
+        object.__setattr__(self, "reference_targets", levels)
 
     @property
     def compensated_cells(self) -> int:
@@ -100,8 +131,15 @@ class Mapping:
 
     @property
     def used(self) -> np.ndarray:
-        """Cells some tile holds (bool, array shape)."""
+        """Cells some tile holds (bool, array shape); reference cells are not among them."""
         return np.isfinite(self.targets)
+
+    def program_targets(self) -> np.ndarray:
+        """What write-verify programs (S, array shape): the tiles' targets and the
+        reference levels; NaN elsewhere."""
+        out = self.targets.copy()
+        out.ravel()[self.reference_cells] = self.reference_targets
+        return out
 
     def tile_weights(self, g: np.ndarray, layer: int) -> np.ndarray:
         """Effective weights (inputs, outputs) of one layer from conductances ``g`` (S)."""
@@ -119,20 +157,27 @@ class Mapping:
 
     def summary(self) -> dict[str, Any]:
         return {**self.to_dict(), "cells_used": int(self.used.sum()),
-                "cells": int(self.targets.size), "compensated_cells": self.compensated_cells}
+                "cells": int(self.targets.size), "compensated_cells": self.compensated_cells,
+                "reference_cells": int(self.reference_cells.size),
+                "reference_levels_s": sorted(set(self.reference_targets.tolist()))}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """``targets`` (S), ``tiles`` (layer, row start, row stop, col start, col stop) and,
-        when recorded, ``corrections`` (S)."""
+        when recorded, ``corrections`` (S), ``reference_cells`` and ``reference_targets`` (S)."""
         table = np.array([(t.layer, *t.rows, *t.cols) for t in self.tiles], dtype=np.int64)
         out = {"targets": self.targets, "tiles": table}
         if self.corrections is not None:
             out["corrections"] = self.corrections
+        if self.reference_cells.size:
+            out["reference_cells"] = self.reference_cells
+            out["reference_targets"] = self.reference_targets
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], targets: np.ndarray,
-                  corrections: np.ndarray | None = None) -> Mapping:
+                  corrections: np.ndarray | None = None,
+                  reference_cells: np.ndarray | None = None,
+                  reference_targets: np.ndarray | None = None) -> Mapping:
         tiles = tuple(Tile(layer=int(t["layer"]), rows=(int(t["rows"][0]), int(t["rows"][1])),
                            cols=(int(t["cols"][0]), int(t["cols"][1])),
                            scale=float(t["scale"]), w_clip=float(t["w_clip"]),
@@ -142,7 +187,11 @@ class Mapping:
                    g_min=float(d["g_min"]), g_max=float(d["g_max"]),
                    read_voltage=float(d["read_voltage"]),
                    corrections=None if corrections is None
-                   else np.asarray(corrections, dtype=np.float64))
+                   else np.asarray(corrections, dtype=np.float64),
+                   reference_cells=np.zeros(0, np.int64) if reference_cells is None
+                   else reference_cells,
+                   reference_targets=np.zeros(0) if reference_targets is None
+                   else reference_targets)
 
 
 def _free_spots(occupied: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -202,14 +251,53 @@ def _no_fit(sizes: list[tuple[int, int]], shape: tuple[int, int]) -> None:
                           "use a smaller network or a larger array")
 
 
+def place_references(mapping: Mapping, count: int, levels: int = 8) -> Mapping:
+    """The mapping with ``count`` reference cells in cells no tile uses.
+
+    ``levels`` conductances evenly spaced over the window, ``g_min`` and ``g_max``
+    included (drift depends on the level). Cells are taken column by column, from
+    the columns no tile touches first (they share no bit line with a layer), top
+    to bottom; the levels cycle down each column, so every level sits on near and
+    far word lines alike. A request that does not fit is a :class:`NetworkFitError`
+    naming how many cells are free.
+    """
+    if not (isinstance(count, int | np.integer) and count >= 0):
+        raise InferenceInputError(f"reference cells: a whole number >= 0, got {count!r}")
+    if not (isinstance(levels, int | np.integer) and levels >= 1 and
+            (count == 0 or levels <= count)):
+        raise InferenceInputError(f"reference levels: a whole number from 1 to the number "
+                                  f"of cells ({count}), got {levels!r}")
+    free = ~mapping.used
+    free.ravel()[mapping.reference_cells] = False
+    shared = np.zeros(free.shape, dtype=bool)  # cells in a column some tile uses
+    for t in mapping.tiles:
+        shared[:, t.cols[0]:t.cols[1]] = True
+    rows, cols = np.nonzero(free.T)[::-1]  # column-major
+    order = np.lexsort((rows, cols, shared[rows, cols]))
+    if count > order.size:
+        raise NetworkFitError(f"{count} reference cells do not fit beside the network's "
+                              f"tiles: {order.size} cells are free; ask for at most "
+                              f"{order.size}")
+    pick = order[:count]
+    cells = rows[pick] * free.shape[1] + cols[pick]
+    grid = np.linspace(mapping.g_min, mapping.g_max, levels)
+    return dataclasses.replace(
+        mapping, reference_cells=np.concatenate([mapping.reference_cells, cells]),
+        reference_targets=np.concatenate([mapping.reference_targets,
+                                          grid[np.arange(count) % levels]]))
+
+
 def map_network(network: Network, datasheet: ChipDatasheet, *,
                 array_shape: tuple[int, int] | None = None,
-                clip_percentile: float = 100.0) -> Mapping:
+                clip_percentile: float = 100.0, reference_cells: int = 0,
+                reference_levels: int = 8) -> Mapping:
     """Tiles and targets (S) for ``network`` on the die's array.
 
     ``array_shape``: the array's (rows, cols) (default: the datasheet's; pass
     ``array.shape`` when a bench overrides it). ``clip_percentile``: of |w| per
     layer, mapped to the whole window (weights beyond it are clipped).
+    ``reference_cells``: that many cells at ``reference_levels`` levels beside the
+    tiles (:func:`place_references`), for drift and temperature tracking.
     """
     shape = tuple(int(v) for v in (array_shape or datasheet.shape))
     sizes = [(layer.shape[0], 2 * layer.shape[1]) for layer in network.layers]
@@ -223,9 +311,12 @@ def map_network(network: Network, datasheet: ChipDatasheet, *,
         targets[r:r + h, c:c + cw] = block
         tiles.append(Tile(layer=k, rows=(r, r + h), cols=(c, c + cw), scale=m.scale,
                           w_clip=m.w_clip, clipped=m.clipped))
-    return Mapping(tiles=tuple(tiles), targets=targets, array_shape=shape,
-                   g_min=float(w.g_min), g_max=float(w.g_max),
-                   read_voltage=float(w.read_voltage))
+    mapping = Mapping(tiles=tuple(tiles), targets=targets, array_shape=shape,
+                      g_min=float(w.g_min), g_max=float(w.g_max),
+                      read_voltage=float(w.read_voltage))
+    if reference_cells:
+        mapping = place_references(mapping, reference_cells, reference_levels)
+    return mapping
 
 
 def read_weights(array, mapping: Mapping, averages: int | None = None) -> tuple[np.ndarray, ...]:
@@ -264,7 +355,8 @@ def compensate(mapping: Mapping, measured: np.ndarray, cells: np.ndarray) -> Map
 
 def program_network(array, network: Network, datasheet: ChipDatasheet, clock, params=None, *,
                     clip_percentile: float = 100.0, compensate_faults: bool = True,
-                    progress=None, response=None):
+                    progress=None, response=None, reference_cells: int = 0,
+                    reference_levels: int = 8):
     """Map ``network`` onto ``array`` and program it by write-verify.
 
     Returns ``(mapping, write_verify_result)``. ``params``: ``WriteVerifyParams``
@@ -272,12 +364,15 @@ def program_network(array, network: Network, datasheet: ChipDatasheet, clock, pa
     ``response``: a response model learned earlier on this die.
     ``compensate_faults``: record the cells write-verify left off target
     (not converged: stuck, unreachable, out of pulses) at their last verify read
-    (:func:`compensate`).
+    (:func:`compensate`). ``reference_cells`` / ``reference_levels``: reference
+    cells beside the tiles (:func:`place_references`), programmed in the same
+    write-verify as the weights so that they age with them.
     """
     mapping = map_network(network, datasheet, array_shape=tuple(array.shape),
-                          clip_percentile=clip_percentile)
+                          clip_percentile=clip_percentile, reference_cells=reference_cells,
+                          reference_levels=reference_levels)
     params = write_verify_params(datasheet) if params is None else params
-    result = write_verify(array, mapping.targets, clock=clock, params=params,
+    result = write_verify(array, mapping.program_targets(), clock=clock, params=params,
                           progress=progress, response=response)
     if compensate_faults:
         mapping = compensate(mapping, result.final, mapping.used & ~result.converged)

@@ -79,3 +79,48 @@ def _number(value) -> bool:
 
 def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """How a drift calibration measures (:mod:`protocols.inference.compensation`).
+
+    The calibration drive of each tile is ``vectors`` fixed random 0 / V patterns
+    on its rows (each row on with probability ``density``, from ``seed``; V =
+    ``calibration_volts``, None: the mapping's read voltage), each sent ``repeats``
+    times, all in one MVM transaction per tile; the column range (where settable)
+    is ``range_margin`` x the largest column current the mapping predicts for it.
+    ``read_averages``: conversions per reference cell in the one reference read
+    (None: as configured). ``outlier_share``: reference cells whose
+    programming-time read is farther than this share of the window from their
+    level (stuck, unreachable) are left out of the fit.
+    """
+
+    vectors: int = 32
+    repeats: int = 4
+    density: float = 0.5
+    seed: int = 0
+    calibration_volts: float | None = None
+    range_margin: float = 1.5
+    read_averages: int | None = None
+    outlier_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("vectors", "repeats"):
+            value = getattr(self, name)
+            if not (_whole(value) and value >= 1):
+                raise InferenceInputError(f"{name}: a whole number >= 1, got {value!r}")
+        if not (_number(self.density) and 0 < self.density <= 1):
+            raise InferenceInputError(f"density: in (0, 1], got {self.density!r}")
+        if not (_whole(self.seed) and self.seed >= 0):
+            raise InferenceInputError(f"seed: a whole number >= 0, got {self.seed!r}")
+        v = self.calibration_volts
+        if v is not None and not (_number(v) and math.isfinite(v) and v > 0):
+            raise InferenceInputError(f"calibration_volts: a positive number of volts, got {v!r}")
+        if not (_number(self.range_margin) and self.range_margin >= 1):
+            raise InferenceInputError(f"range_margin: must be >= 1, got {self.range_margin!r}")
+        a = self.read_averages
+        if a is not None and not (_whole(a) and a >= 1):
+            raise InferenceInputError(f"read_averages: a whole number >= 1 or None, got {a!r}")
+        if not (_number(self.outlier_share) and 0 < self.outlier_share <= 1):
+            raise InferenceInputError(f"outlier_share: in (0, 1], got {self.outlier_share!r}")

@@ -36,6 +36,7 @@ class InferenceResult:
     wall_time_s: float
     params: InferenceParams
     mvm_ranges_a: tuple[float | None, ...] = ()  # column ADC range set per layer (None: as was)
+    corrections: int = 0  # correction callables applied to the column currents
 
     @property
     def count(self) -> int:
@@ -71,6 +72,7 @@ class InferenceResult:
             "wall_time_s": self.wall_time_s, "input_volts": self.params.input_volts,
             "input_bits": self.params.input_bits, "signed": self.params.signed,
             "repeats": self.params.repeats, "mvm_ranges_a": list(self.mvm_ranges_a),
+            "corrections": self.corrections,
         }
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -12,6 +12,18 @@ transaction (or sent as negative voltages: ``signed="bipolar"``); hidden layers
 after a ReLU are non-negative and go once. Cells the mapping records off target
 (:func:`protocols.inference.mapping.compensate`) are corrected on the host:
 their share of the current, ``x_volts @ corrections``, is subtracted.
+
+Corrections. ``run_network(..., corrections=(...))`` takes callables
+``(layer_index, currents) -> currents`` applied, in order, to each layer's tile
+column currents (A, ``(n, tile_columns)``, the tile's columns in order: ``G+``
+even, ``G-`` odd) after the fault deviation is taken out and before the split
+passes and the pairs are subtracted: drift compensation
+(:mod:`protocols.inference.compensation`) and temperature corrections share
+this one hook. Why there: a per-column gain must see ``G+`` and ``G-`` apart
+(they hold other levels, so they drift apart); and a stuck cell's current does
+not drift, so its recorded deviation comes out first (a drift gain applied
+before would scale a 60 uS stuck cell's whole current, after it only the
+target's share).
 """
 
 from __future__ import annotations
@@ -44,8 +56,10 @@ def encode(a: np.ndarray, volts: float, levels: int | None) -> tuple[np.ndarray,
 class _Run:
     """One inference run: the batches, the counters, the error sums."""
 
-    def __init__(self, array, network: Network, mapping: Mapping, params: InferenceParams):
+    def __init__(self, array, network: Network, mapping: Mapping, params: InferenceParams,
+                 corrections: tuple = ()):
         self.array, self.network, self.mapping, self.params = array, network, mapping, params
+        self.corrections = corrections
         n = len(network.layers)
         self.calls = self.vectors = 0
         self.err2, self.ref2, self.peak = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -78,12 +92,23 @@ class _Run:
         cols = cols.reshape(p.repeats, len(parts), n, -1).mean(axis=0)
         if self.corr[k] is not None:
             cols = cols - np.stack(parts) @ self.corr[k]
+        cols = self.correct(k, cols.reshape(len(parts) * n, -1)).reshape(len(parts), n, -1)
         cols = cols[0] - cols[1] if len(parts) == 2 else cols[0]
         y = (cols[:, 0::2] - cols[:, 1::2]) * (per_volt / tile.scale)[:, None]
         ideal = a @ layer.weights
         self.err2[k] += float(np.sum((y - ideal) ** 2))
         self.ref2[k] += float(np.sum(ideal ** 2))
         return y
+
+    def correct(self, k: int, currents: np.ndarray) -> np.ndarray:
+        """The caller's corrections, in order, on layer k's tile currents (rows: vectors)."""
+        for i, fix in enumerate(self.corrections):
+            out = np.asarray(fix(k, currents), dtype=np.float64)
+            if out.shape != currents.shape:
+                raise InferenceInputError(f"correction {i} returned shape {out.shape} for "
+                                          f"layer {k}'s currents of shape {currents.shape}")
+            currents = out
+        return currents
 
     def layer_range(self, k: int, tile: Tile, a: np.ndarray) -> float | None:
         """Set the column ADC range for layer k's inputs ``a`` (if asked and possible)."""
@@ -99,9 +124,17 @@ class _Run:
         return amps
 
     def peak_current(self, tile: Tile, a: np.ndarray) -> float:
-        """The largest |column current| (A) the tile should draw for inputs ``a``."""
+        """The largest |column current| (A) the tile should draw for inputs ``a``: what
+        the mapping predicts, through the inverse (``raw``) of each correction that has one."""
         block = tile.block(self.mapping.expected_conductances())
-        return max(float(np.abs(part @ block).max()) for part in self.parts(a)[0])
+        peak = 0.0
+        for part in self.parts(a)[0]:
+            currents = part @ block
+            for fix in reversed(self.corrections):
+                raw = getattr(fix, "raw", None)
+                currents = currents if raw is None else np.asarray(raw(tile.layer, currents))
+            peak = max(peak, float(np.abs(currents).max()))
+        return peak
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, tuple[float | None, ...]]:
         """Layer by layer, every batch through a layer before the next: one range per layer."""
@@ -148,19 +181,38 @@ def _labels(labels, n: int) -> np.ndarray | None:
 
 
 def run_network(array, network: Network, mapping: Mapping, x: np.ndarray, labels=None, *,
-                params: InferenceParams | None = None, clock=None) -> InferenceResult:
+                params: InferenceParams | None = None, clock=None,
+                corrections=()) -> InferenceResult:
     """Classify ``x`` (n, inputs) with ``network`` as programmed on ``array`` by ``mapping``.
 
     One ``array.mvm`` transaction per layer per batch of ``params.batch_size``
     vectors (all batches through a layer before the next, so an ``"auto"`` column
     range is set once per layer, from the inputs that layer actually gets); ``labels``
     (n,) give the accuracy; ``clock`` (Clock role) the bench time.
+
+    ``corrections``: callables ``(layer_index: int, currents: ndarray) -> ndarray``,
+    applied in the order given to layer ``layer_index``'s tile column currents
+    (A, shape ``(m, tile_columns)``, the tile's columns in order, ``G+`` even and
+    ``G-`` odd; ``m`` is the batch's vectors times its passes, repeats already
+    averaged), after the faulty cells' recorded deviation is subtracted and
+    before the passes and the pairs are; each returns currents of the same shape.
+    Called once per batch, so a correction must not keep state between calls. A
+    correction may also have ``raw(layer_index, currents)``, its inverse (the
+    currents it expects the array to give for those the mapping predicts): the
+    ``"auto"`` column range is then set from those, so a die whose currents
+    drifted down (or rose with temperature) keeps its margin.
+    :func:`protocols.inference.compensation.correction` makes drift ones.
     Everything is checked before the first vector is sent.
     """
     params = _check(array, network, mapping, params or InferenceParams())
     x = network.check_inputs(x)
     y = _labels(labels, x.shape[0])
-    run = _Run(array, network, mapping, params)
+    corrections = tuple(corrections)
+    for i, fix in enumerate(corrections):
+        if not callable(fix):
+            raise InferenceInputError(f"correction {i} is not callable: a correction is a "
+                                      f"function (layer_index, currents) -> currents")
+    run = _Run(array, network, mapping, params, corrections)
     start, bench_start = time.perf_counter(), clock.now() if clock is not None else None
     outputs, ranges = run.forward(x)
     bench = None if clock is None else float(clock.now() - bench_start)
@@ -169,4 +221,5 @@ def run_network(array, network: Network, mapping: Mapping, x: np.ndarray, labels
         reference_predictions=network.predict(x), labels=y, layer_errors=run.errors(),
         peak_currents_a=tuple(float(p) for p in run.peak), mvm_transactions=run.calls,
         vectors=run.vectors, batches=-(-x.shape[0] // params.batch_size), bench_time_s=bench,
-        wall_time_s=time.perf_counter() - start, params=params, mvm_ranges_a=ranges)
+        wall_time_s=time.perf_counter() - start, params=params, mvm_ranges_a=ranges,
+        corrections=len(corrections))
