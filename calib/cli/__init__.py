@@ -60,6 +60,9 @@ main.add_command(analyze_command)
 from calib.cli.sweep import command as sweep_command  # noqa: E402
 
 main.add_command(sweep_command)
+from calib.cli.infer import command as infer_command  # noqa: E402
+
+main.add_command(infer_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

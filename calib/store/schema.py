@@ -179,6 +179,14 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         Dataset("read_noise_points", "float", "binned repeat reads: rows (G S, sigma S, cells)"),
         Dataset("progress", PROGRESS, "one row per phase of the map", appendable=True),
     )),
+    Job("infer", "a network on the chip: programmed (artifacts: mapping, drift "
+        "calibrations) or found there, and its accuracy at virtual ages", (
+        Dataset("ages_s", "float", "ages after programming the accuracy was measured at, s"),
+        Dataset("accuracy", "float", "test accuracy per age (rows) and compensation method "
+                "(columns, the run's params.compensation order)"),
+        Dataset("layer_mvm_error", "float", "relative RMS error of each layer's MVM against "
+                "the float product of the intended weights, at the first age"),
+    )),
     Job("tempcal", "conductance against chuck temperature", (
         Dataset("setpoint_c", "float", "temperature setpoints, degC"),
         Dataset("conductance", "float", "reads per setpoint and cell, S (setpoints first)"),
