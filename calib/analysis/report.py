@@ -27,7 +27,8 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
     runs = store.runs()
     # read every run first: a die file that cannot be read leaves no report folder behind
     data = {info.run_id: store.read_run(info.run_id) for info in runs
-            if info.protocol in ("write_verify", "variability") and info.status == "complete"}
+            if info.protocol in ("write_verify", "variability", "infer")
+            and info.status == "complete"}
     out = Path(out_dir) if out_dir else store.path.with_name(store.path.stem + "_report")
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"die file {store.path}", f"wafer {store.wafer}, die {store.die_id}",
@@ -42,6 +43,13 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
             lines.extend(variability_lines(data[info.run_id]))
             plots.append(plot_variability(data[info.run_id], f"{store.path.name} {info.run_id}",
                                           out / f"{store.path.stem}_{info.run_id}.png"))
+            continue
+        if info.protocol == "infer" and info.status == "complete":
+            from calib.analysis.infer_report import infer_lines, plot_infer
+
+            lines.extend(infer_lines(data[info.run_id]))
+            plots.append(plot_infer(data[info.run_id], f"{store.path.name} {info.run_id}",
+                                    out / f"{store.path.stem}_{info.run_id}.png"))
             continue
         if info.protocol != "write_verify" or info.status != "complete":
             if info.attrs.get("error"):

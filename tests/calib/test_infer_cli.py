@@ -61,6 +61,15 @@ def test_a_programmed_die_is_reused_and_a_pulsed_one_is_not(programmed, tmp_path
     assert len(out.output.strip().splitlines()) == 1
 
 
+def test_report_plots_accuracy_against_age(programmed, tmp_path):
+    results, s = programmed
+    out = run("report", s["file"], "--out", tmp_path / "rep")
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "rep" / f"die_12_{s['run']}.png").stat().st_size > 1000
+    text = "".join(p.read_text() for p in (tmp_path / "rep").glob("*.txt"))
+    assert "at 1d: none" in text
+
+
 def test_parse_ages():
     assert parse_ages("1y,0,1h,30d,1d") == (0.0, 3600.0, 86400.0, 2592000.0, 31557600.0)
     for bad in ("", "1 fortnight", "-1h", "nan"):
