@@ -114,6 +114,37 @@ class SimBench:
 
         self.emulators = {role: cls(self) for role, cls in EMULATORS.items()}
 
+    # -- the prober's mechanics, shared by the SENTIO and Velox emulators ---------
+    def step_to(self, die, role: str) -> int:
+        """Move the chuck (separated) under ``die``; a queued ``chuck`` fault fires on the
+        way. Returns the die's position on the wafer's route."""
+        self.die_id = die.id
+        self.clock.advance(self.latency.die_step_s)
+        excursion = self.faults.take_fault(role, ("chuck",))
+        if excursion is not None:  # the chuck lost its temperature on the way
+            self.chuck.disturb(excursion.delta_c)
+        return [d.id for d in self.wafer.dies].index(die.id)
+
+    def contact(self, role: str) -> bool:
+        """Chuck to contact height; False when a ``contact`` fault makes it fail. An
+        ``open`` fault contacts without continuity until the next separation."""
+        self.clock.advance(self.latency.contact_s)
+        if self.faults.take(role, ("contact",)):
+            self.in_contact = False
+            self.faults.unlatch("open")
+            return False
+        self.in_contact = True
+        if self.faults.take(role, ("open",)):  # at contact height, needles open
+            self.faults.latch("open")
+        else:
+            self.faults.unlatch("open")
+        return True
+
+    def separate(self) -> None:
+        self.clock.advance(self.latency.contact_s)
+        self.in_contact = False
+        self.faults.unlatch("open")
+
     # -- the die under the probes ----------------------------------------------
     @property
     def chip(self) -> SimChip | None:

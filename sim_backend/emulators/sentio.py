@@ -73,12 +73,7 @@ class SentioEmulator:
         bench = self.bench
         if bench.in_contact:
             return self._reply(ERR_CONTACT_MOVE, "chuck is in contact; separate first")
-        bench.die_id = die.id
-        bench.clock.advance(bench.latency.die_step_s)
-        self.route_pos = [d.id for d in bench.wafer.dies].index(die.id)
-        excursion = bench.faults.take_fault(self.role, ("chuck",))
-        if excursion is not None:  # the chuck lost its temperature on the way
-            bench.chuck.disturb(excursion.delta_c)
+        self.route_pos = bench.step_to(die, self.role)
         return self._reply(0, f"{die.x},{die.y},0")
 
     def _step_die(self, args):
@@ -141,23 +136,12 @@ class SentioEmulator:
 
     # -- chuck -------------------------------------------------------------------
     def _contact(self, args):
-        bench = self.bench
-        bench.clock.advance(bench.latency.contact_s)
-        if bench.faults.take(self.role, ("contact",)):
-            bench.in_contact = False
-            bench.faults.unlatch("open")
+        if not self.bench.contact(self.role):
             return self._reply(ERR_CONTACT_FAILED, "contact failed: no continuity detected")
-        bench.in_contact = True
-        if bench.faults.take(self.role, ("open",)):  # at contact height, needles open
-            bench.faults.latch("open")
-        else:
-            bench.faults.unlatch("open")
         return self._reply(0, "OK")
 
     def _separate(self, args):
-        self.bench.clock.advance(self.bench.latency.contact_s)
-        self.bench.in_contact = False
-        self.bench.faults.unlatch("open")
+        self.bench.separate()
         return self._reply(0, "OK")
 
     def _home(self, args):

@@ -104,12 +104,7 @@ class VeloxEmulator:
     def _goto(self, die) -> str:
         bench = self.bench
         self._separated()
-        bench.die_id = die.id
-        bench.clock.advance(bench.latency.die_step_s)
-        self.route_pos = [d.id for d in bench.wafer.dies].index(die.id)
-        excursion = bench.faults.take_fault(self.role, ("chuck",))
-        if excursion is not None:  # the chuck lost its temperature on the way
-            bench.chuck.disturb(excursion.delta_c)
+        self.route_pos = bench.step_to(die, self.role)
         return f"{die.x} {die.y} 0 0"  # column, row, current subdie, last subdie index
 
     def _die(self, die_id: int):
@@ -186,24 +181,13 @@ class VeloxEmulator:
 
     # -- chuck -------------------------------------------------------------------
     def _contact(self, args):
-        bench = self.bench
-        bench.clock.advance(bench.latency.contact_s)
-        if bench.faults.take(self.role, ("contact",)):
-            bench.in_contact = False
-            bench.faults.unlatch("open")
+        if not self.bench.contact(self.role):
             raise _Refused(ERR_CONTACT_FAILED, "Contact failed: chuck did not reach contact "
                                                "height")
-        bench.in_contact = True
-        if bench.faults.take(self.role, ("open",)):  # at contact height, needles open
-            bench.faults.latch("open")
-        else:
-            bench.faults.unlatch("open")
         return ""
 
     def _separate(self, args):
-        self.bench.clock.advance(self.bench.latency.contact_s)
-        self.bench.in_contact = False
-        self.bench.faults.unlatch("open")
+        self.bench.separate()
         return ""
 
     # -- thermal chuck -------------------------------------------------------------
