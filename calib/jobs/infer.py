@@ -14,15 +14,18 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from calib.jobs.artifacts import join_text, split_text
 from calib.jobs.die import check_die_id, die_store, reach_die, wafer_name
 from calib.jobs.form import form_pristine
 from calib.jobs.run import check_interrupt, recorded_run
+from calib.jobs.tempcal import load_temperature_model
 from calib.store import DieStore, DieStoreError
 from instruments.errors import UserError
 from protocols.inference import (
@@ -30,19 +33,29 @@ from protocols.inference import (
     REFERENCE_CELLS,
     DriftCalibration,
     InferenceInputError,
+    InferenceParams,
     Mapping,
+    ModelDataError,
     Network,
     calibrate,
     correction,
+    digits_split,
     digits_test_set,
     load_digits_model,
     map_network,
     program_network,
     run_network,
 )
+from protocols.tempcal import chuck_temperature, estimate_temperature, layer_inputs, settle
 
 JOB = "infer"
 PULSING = ("write_verify", "variability", "train")  # jobs that move a die's conductances
+TEMPERATURE = "temperature"  # the temperature model's correction, a compensation method
+COMPENSATIONS = (*METHODS, TEMPERATURE)
+SOURCES = ("auto", "reference", "chuck")  # where the die temperature comes from
+DRIFT_UNDER_TEMPERATURE = "column"  # the drift gains stacked under the temperature correction
+STATISTICS = 256  # inputs whose second moments the tile temperature correction weighs by
+RANGE_MARGIN = 1.5  # InferenceParams' default headroom of the column range
 AGE_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
              "y": 365.25 * 86400.0}
 
@@ -82,6 +95,10 @@ class InferOptions:
     compensation: tuple[str, ...] = ("none",)
     program: bool | None = None  # None: when the die does not hold the model; True: always
     form: bool | None = None
+    temperature_c: float | None = None  # chuck set point to measure at (None: leave it)
+    temperature_source: str = "auto"  # die temperature: reference cells, else the chuck
+    settle_timeout_s: float = 1800.0  # for the chuck to report settled
+    soak_s: float = 120.0  # after it settled: the die lags its chuck
 
 
 def load_model(path: str | None) -> tuple[Network, str]:
@@ -156,25 +173,58 @@ def _programmed(store: DieStore, digest: str):
                                     arrays.get("reference_targets"))
         cals = {}
         for method in meta.get("calibrated", []):
-            cal_arrays, cal_meta = store.load_artifact(f"drift_{method}", r.run_id)
-            cal_arrays.update({k: np.asarray(v) for k, v in cal_meta.get("text", {}).items()})
-            cals[method] = DriftCalibration.from_arrays(cal_arrays)
+            cals[method] = DriftCalibration.from_arrays(
+                join_text(*store.load_artifact(f"drift_{method}", r.run_id)))
         return r.run_id, mapping, cals, float(meta["programmed_at_s"])
     return None
+
+
+def _checked(bench, die: int, options: InferOptions) -> int:
+    """Everything about the options and the bench that needs no file and no byte."""
+    if bench.array is None:
+        raise InferInputError("this bench has no array controller ([roles.array])")
+    die = check_die_id(die, InferInputError)
+    for m in options.compensation:
+        if m not in COMPENSATIONS:
+            raise InferInputError(f"--compensation {m!r}: choose from {', '.join(COMPENSATIONS)}")
+    if any(a > 0 for a in options.ages_s) and bench.clock is None:
+        raise InferInputError("--at needs a clock role to let time pass")
+    if options.temperature_source not in SOURCES:
+        raise InferInputError(f"--temperature-source {options.temperature_source!r}: choose "
+                              f"{', '.join(SOURCES)}")
+    if options.temperature_c is not None:
+        if bench.thermal is None or bench.clock is None:
+            raise InferInputError("--temperature needs a thermal role and a clock role "
+                                  "([roles.thermal], [roles.clock])")
+        bench.guard.temperature(options.temperature_c)  # outside the chip's limits: refused
+        for name in ("settle_timeout_s", "soak_s"):
+            value = getattr(options, name)
+            if not (math.isfinite(value) and value >= (0 if name == "soak_s" else 1e-9)):
+                raise InferInputError(f"{name}: a positive number of seconds, got {value!r}")
+    if TEMPERATURE in options.compensation and options.temperature_source == "chuck" \
+            and bench.thermal is None:
+        raise InferInputError("--temperature-source chuck needs a thermal role ([roles.thermal])")
+    if TEMPERATURE in options.compensation and options.program:
+        raise InferInputError("--reprogram with --compensation temperature: programming makes "
+                              "the die's temperature model stale; reprogram, run calib tempcal, "
+                              "then infer with the temperature compensation")
+    return die
 
 
 def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
               results: str | Path = "calib-results", wafer: str | None = None,
               progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Program (if need be), calibrate, and measure accuracy at each age; record the run."""
-    if bench.array is None:
-        raise InferInputError("this bench has no array controller ([roles.array])")
-    die = check_die_id(die, InferInputError)
-    for m in options.compensation:
-        if m not in METHODS:
-            raise InferInputError(f"--compensation {m!r}: choose from {', '.join(METHODS)}")
-    if any(a > 0 for a in options.ages_s) and bench.clock is None:
-        raise InferInputError("--at needs a clock role to let time pass")
+    """Program (if need be), calibrate, and measure accuracy at each age; record the run.
+
+    With ``options.temperature_c`` every age is measured twice over: once at the chuck's
+    home temperature (the temperature model's reference, or where the chuck was), then
+    at the set point; the chuck goes home at the end. ``temperature`` compensation maps
+    the currents back to the reference with the die's temperature model (the die
+    temperature from the mapping's reference cells, or the chuck), stacked with the
+    ``column`` drift gains measured at home (a drift gain measured hot would fold the
+    temperature change in as well).
+    """
+    die = _checked(bench, die, options)
     net, model_source = load_model(options.model)
     sheet = bench.datasheet
     try:
@@ -184,61 +234,90 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
     x, y, data_source = load_dataset(options.dataset, net)
     digest = model_digest(net)
     store = die_store(results, wafer_name(bench, wafer), die)
-    reach_die(bench, die, InferInputError, store)  # the first bytes to the instruments
     found = None if options.program else _programmed(store, digest)
     if found is None and options.program is False:
         raise InferInputError(f"die {die} holds no programmed {model_source} (never "
                               "programmed, or pulsed since): run calib infer without "
                               "--no-program")
+    thermo = None
+    if TEMPERATURE in options.compensation:
+        if found is None:
+            raise InferInputError(
+                f"--compensation temperature: die {die} holds no programmed {model_source} "
+                f"with a temperature model measured on it; run calib infer --die {die}, then "
+                f"calib tempcal --die {die}, then this")
+        thermo = load_temperature_model(store, die, sheet.shape).model
+    source = options.temperature_source
+    if source == "auto":
+        source = "reference" if found is not None and found[1].reference_cells.size else "chuck"
+    if thermo is not None and source == "reference" and not found[1].reference_cells.size:
+        raise InferInputError(f"--temperature-source reference: the mapping on die {die} has "
+                              "no reference cells; use --temperature-source chuck")
+    if thermo is not None and source == "chuck" and bench.thermal is None:
+        raise InferInputError("the die temperature from the chuck needs a thermal role; this "
+                              "bench has none ([roles.thermal])")
+    reach_die(bench, die, InferInputError, store)  # the first bytes to the instruments
     if found is None and sheet.forming.required and options.form is not False:
         form_pristine(bench, store)
     float_accuracy = float(np.mean(net.predict(x) == y))
     params = {"model": model_source, "model_digest": digest, "dataset": data_source,
               "samples": int(x.shape[0]), "ages_s": list(options.ages_s),
-              "compensation": list(options.compensation)}
-    with recorded_run(bench, store, JOB, params, die=die) as run:
+              "compensation": list(options.compensation),
+              "temperature_c": options.temperature_c, "temperature_source": source}
+    heat = _Heat(bench, options, thermo)
+    with recorded_run(bench, store, JOB, params, die=die) as run, heat.home_at_end():
         if found is None:
             mapping, wv = program_network(bench.array, net, sheet, bench.clock,
                                           reference_cells=REFERENCE_CELLS)
             programmed_at = bench.clock.now() if bench.clock is not None else 0.0
             cals = {m: calibrate(bench.array, mapping, m, clock=bench.clock)
-                    for m in options.compensation if m != "none"}
+                    for m in METHODS if m != "none"}  # all: a later infer may ask any
             run.save_artifact("mapping", mapping.arrays(), {
                 "mapping": mapping.to_dict(), "model_digest": digest,
                 "model": model_source, "programmed_at_s": programmed_at,
                 "calibrated": sorted(cals), "in_band_fraction": wv.in_band_fraction})
             for m, cal in cals.items():
-                numbers, text = _split(cal.to_arrays())
+                numbers, text = split_text(cal.to_arrays())
                 run.save_artifact(f"drift_{m}", numbers, {**cal.summary(), "text": text})
             programmed_in = run.id
         else:
             programmed_in, mapping, cals, programmed_at = found
-            missing = [m for m in options.compensation if m != "none" and m not in cals]
+            missing = [m for m in options.compensation
+                       if m not in ("none", TEMPERATURE) and m not in cals]
             if missing:
                 raise InferInputError(f"the model on die {die} was calibrated for "
                                       f"{', '.join(sorted(cals)) or 'no'} compensation, not "
                                       f"{', '.join(missing)}: run with --reprogram")
-        rows = []
-        first = None
+        statistics, statistics_source = _statistics(net, options, x)
+        rows, first, hot = [], None, []
         for age in options.ages_s:
             check_interrupt()
             now = bench.clock.now() if bench.clock is not None else programmed_at
             if programmed_at + age > now:
                 bench.clock.wait(programmed_at + age - now)
+            home = heat.before(mapping, net, x, y, cals.get(DRIFT_UNDER_TEMPERATURE))
+            estimate = heat.die_temperature(mapping, source)
             for method in options.compensation:
                 t0 = bench.clock.now() if bench.clock is not None else 0.0
-                corrections, cal_tx = (), 0
-                if method != "none":
+                corrections, cal_tx, run_params, fix = (), 0, None, None
+                if method == TEMPERATURE:
+                    fix, run_params = heat.correction(mapping, estimate, statistics)
+                    corrections = (fix,) + ((home.drift,) if home.drift is not None else ())
+                elif method != "none":
                     gains, cost = correction(bench.array, mapping, cals[method],
                                              clock=bench.clock)
                     corrections, cal_tx = (gains,), cost.mvm_transactions + cost.read_transactions
                 res = run_network(bench.array, net, mapping, x, y, clock=bench.clock,
-                                  corrections=corrections)
+                                  corrections=corrections, params=run_params)
                 first = first or res
                 t1 = bench.clock.now() if bench.clock is not None else 0.0
                 rows.append((age, method, res.accuracy, cal_tx, res.mvm_transactions, t1 - t0))
+                if fix is not None:
+                    hot.append({"age": _age(age), **fix.summary()})
                 if progress is not None:
                     progress({"age_s": age, "method": method, "accuracy": res.accuracy})
+            if heat.active:
+                heat.record(age, home, estimate)
         methods = list(options.compensation)
         acc = np.array([[next(r[2] for r in rows if r[0] == a and r[1] == m)
                          for m in methods] for a in options.ages_s], np.float64)
@@ -251,26 +330,139 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
             "layer_mvm_error": [float(e) for e in first.layer_errors] if first else [],
             "calibration_transactions": {m: int(sum(r[3] for r in rows if r[1] == m))
                                          for m in methods},
-            "inference_transactions": int(sum(r[4] for r in rows)),
+            "inference_transactions": int(sum(r[4] for r in rows)) + heat.transactions,
             "inference_bench_time_s": float(sum(r[5] for r in rows)),
             "file": str(store.path), "run": run.id}
+        if heat.active:
+            summary["temperature"] = {**heat.summary(), "corrections": hot,
+                                      "statistics": statistics_source if hot else None}
         run.finish({"ages_s": np.asarray(options.ages_s, np.float64), "accuracy": acc,
                     "layer_mvm_error": np.asarray(summary["layer_mvm_error"], np.float64)},
                    summary)
     return summary
 
 
-def _split(arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Numbers for the artifact's datasets, text for its meta (the die file keeps text in
-    JSON)."""
-    numbers, text = {}, {}
-    for k, v in arrays.items():
-        a = np.asarray(v)
-        if a.dtype.kind in "US":
-            text[k] = a.tolist()
+def _statistics(net: Network, options: InferOptions, x: np.ndarray):
+    """Typical inputs of each layer, for the ``tile`` temperature correction: the bundled
+    model's training split; a user's dataset's own inputs (no labels are used). None
+    (the ``column`` correction) when scikit-learn is missing for the bundled split."""
+    if options.model is None and options.dataset is None:
+        try:
+            return layer_inputs(net, digits_split()["x_train"][:STATISTICS]), "training split"
+        except ModelDataError:
+            return None, "none (scikit-learn missing): column correction"
+    return layer_inputs(net, x[:STATISTICS]), "the dataset's inputs"
+
+
+@dataclass
+class _Home:
+    """What one age measured at the chuck's home temperature before heating."""
+
+    accuracy: float | None = None
+    ranges_a: tuple | None = None
+    drift: Any = None
+    chuck_c: float | None = None
+
+
+class _Heat:
+    """The chuck and the temperature model during one ``calib infer``: home, hot, home."""
+
+    def __init__(self, bench, options: InferOptions, model) -> None:
+        self.bench, self.options, self.model, self.base = bench, options, model, model
+        self.heated = options.temperature_c is not None
+        self.active = self.heated or model is not None
+        self.home_c = None
+        if self.heated:
+            self.home_c = model.reference_c if model is not None else round(
+                float(bench.thermal.setpoint()), 3)
+        self.transactions = 0
+        self.rows: list[dict] = []
+        self._home: _Home | None = None
+        self.drift_stacked = False
+
+    @contextmanager
+    def home_at_end(self):
+        try:
+            yield
+        finally:
+            if self.heated:
+                try:  # leave the chuck at home; a bench that stopped answering keeps its error
+                    self.bench.thermal.set_temperature(self.home_c)
+                except Exception:  # noqa: BLE001 - the job's own error is the one to report
+                    pass
+
+    def _go(self, celsius: float) -> None:
+        b, o = self.bench, self.options
+        if abs(float(b.thermal.setpoint()) - celsius) < 1e-6 and b.thermal.settled():
+            return
+        b.thermal.set_temperature(celsius)
+        settle(b.thermal, b.clock, celsius, o.settle_timeout_s, 5.0)
+        if o.soak_s:
+            b.clock.wait(o.soak_s)  # the die lags its chuck
+
+    def before(self, mapping, net, x, y, drift_cal) -> _Home:
+        """At home: the drift gains for the temperature correction, one pass of the test
+        set (its accuracy is the hot one's baseline, its column ranges the correction's);
+        then to the set point."""
+        if not self.active:
+            return _Home()
+        b = self.bench
+        if self.heated:
+            self._go(self.home_c)
+        drift = None
+        if drift_cal is not None and self.heated:
+            drift, cost = correction(b.array, mapping, drift_cal, clock=b.clock)
+            self.transactions += cost.mvm_transactions + cost.read_transactions
+        res = run_network(b.array, net, mapping, x, y, clock=b.clock,
+                          corrections=() if drift is None else (drift,))
+        self.transactions += res.mvm_transactions
+        home = _Home(res.accuracy if self.heated else None, res.mvm_ranges_a, drift,
+                     float(b.thermal.temperature()) if b.thermal is not None else None)
+        self._home, self.drift_stacked = home, drift is not None
+        if self.heated and self.base is not None:  # the cells' states now, at home
+            self.model = self.base.rebased(b.array.read(averages=self.base.read_averages),
+                                           float(b.thermal.temperature()))
+            self.transactions += 1
+        if self.heated:
+            self._go(float(self.options.temperature_c))
+        return home
+
+    def die_temperature(self, mapping, source: str):
+        if self.model is None:
+            return None
+        if source == "reference":
+            est = estimate_temperature(self.bench.array, self.model, mapping)
+            self.transactions += 1
         else:
-            numbers[k] = a
-    return numbers, text
+            est = chuck_temperature(self.bench.thermal)
+        return est
+
+    def correction(self, mapping, estimate, statistics):
+        """The temperature correction at the estimated die temperature, and the run's
+        params: the column ranges of home scaled by the currents' growth, so the ADC does
+        not clip and the offsets (a share of the range) are known."""
+        method = "column" if statistics is None else "tile"
+        t = estimate.temperature_c
+        probe = self.model.correction(t, mapping, method=method, layer_inputs=statistics)
+        margin = probe.range_margin(RANGE_MARGIN)
+        home = self._home.ranges_a if self._home is not None else None
+        ranges = None if home is None or any(r is None for r in home) else tuple(
+            r * margin / RANGE_MARGIN for r in home)
+        fix = self.model.correction(t, mapping, method=method, layer_inputs=statistics,
+                                    mvm_range_a=ranges)
+        return fix, InferenceParams(mvm_range=ranges if ranges is not None else "auto",
+                                    range_margin=margin)
+
+    def record(self, age: float, home: _Home, estimate) -> None:
+        self.rows.append({"age": _age(age), "home_accuracy": home.accuracy,
+                          "home_chuck_c": home.chuck_c,
+                          "chuck_c": None if self.bench.thermal is None else float(
+                              self.bench.thermal.temperature()),
+                          "die_c": None if estimate is None else estimate.summary()})
+
+    def summary(self) -> dict[str, Any]:
+        return {"setpoint_c": self.options.temperature_c, "home_c": self.home_c,
+                "drift_stacked": self.drift_stacked, "ages": self.rows}
 
 
 def _age(seconds: float) -> str:

@@ -187,11 +187,11 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         Dataset("layer_mvm_error", "float", "relative RMS error of each layer's MVM against "
                 "the float product of the intended weights, at the first age"),
     )),
-    Job("tempcal", "conductance against chuck temperature", (
-        Dataset("setpoint_c", "float", "temperature setpoints, degC"),
-        Dataset("conductance", "float", "reads per setpoint and cell, S (setpoints first)"),
-        Dataset("coefficients", "float", "fitted temperature coefficients per cell"),
-        Dataset("progress", TEMPERATURE_PROGRESS, "one row per setpoint reached",
+    Job("tempcal", "conductance against chuck temperature (artifact: temperature_model)", (
+        Dataset("setpoint_c", "float", "the visits' set points in visiting order, degC"),
+        Dataset("conductance", "float", "each visit's mean whole-array read, S (visits first)"),
+        Dataset("coefficients", "float", "fitted temperature coefficient per cell, law units"),
+        Dataset("progress", TEMPERATURE_PROGRESS, "one row per visit",
                 appendable=True),
     )),
     Job("train", "in-situ training of the programmed weights", (

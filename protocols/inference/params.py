@@ -33,8 +33,9 @@ class InferenceParams:
     ``:MVM:RANG``; others are left alone): ``"auto"`` sets ``range_margin`` x the
     largest column current the mapping predicts for that layer's inputs, so the
     ADC's steps and output noise (a share of its range) are small next to the
-    signal; a number sets that for every layer; None leaves the controller as
-    configured. The last range set stays set.
+    signal; a number sets that for every layer, a tuple one per layer (a
+    temperature correction's offsets need the ranges it will run at); None
+    leaves the controller as configured. The last range set stays set.
     """
 
     input_volts: float | None = None
@@ -42,7 +43,7 @@ class InferenceParams:
     signed: str = "split"
     batch_size: int = 256
     repeats: int = 1
-    mvm_range: float | str | None = "auto"
+    mvm_range: float | str | tuple[float, ...] | None = "auto"
     range_margin: float = 1.5
 
     def __post_init__(self) -> None:
@@ -57,9 +58,11 @@ class InferenceParams:
         if self.signed not in SIGNED_MODES:
             raise InferenceInputError(f"signed: {self.signed!r}; choose split or bipolar")
         r = self.mvm_range
-        if r is not None and r != "auto" and not (_number(r) and math.isfinite(r) and r > 0):
-            raise InferenceInputError(f"mvm_range: 'auto', None or a positive current in A, "
-                                      f"got {r!r}")
+        values = r if isinstance(r, tuple) else (r,)
+        if r is not None and r != "auto" and not (values and all(
+                _number(v) and math.isfinite(v) and v > 0 for v in values)):
+            raise InferenceInputError(f"mvm_range: 'auto', None, a positive current in A or "
+                                      f"a tuple of them (one per layer), got {r!r}")
         if not (_number(self.range_margin) and self.range_margin >= 1):
             raise InferenceInputError(f"range_margin: must be >= 1, got {self.range_margin!r}")
         for name in ("batch_size", "repeats"):

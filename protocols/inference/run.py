@@ -119,7 +119,7 @@ class _Run:
             amps = self.params.range_margin * self.peak_current(tile, a)
             amps = float(np.clip(amps, MIN_RANGE_A, MAX_RANGE_A))
         else:
-            amps = float(mode)
+            amps = float(mode[k] if isinstance(mode, tuple) else mode)
         setter(amps)
         return amps
 
@@ -162,6 +162,9 @@ def _check(array, network: Network, mapping: Mapping, params: InferenceParams) -
     if params.mvm_range not in (None, "auto") and getattr(array, "set_mvm_range", None) is None:
         raise InferenceInputError("mvm_range: this array controller has no settable MVM "
                                   "range; give mvm_range=None or 'auto'")
+    if isinstance(params.mvm_range, tuple) and len(params.mvm_range) != len(layers):
+        raise InferenceInputError(f"mvm_range: one range per layer ({len(layers)}), got "
+                                  f"{len(params.mvm_range)}")
     volts = mapping.read_voltage if params.input_volts is None else params.input_volts
     limit = float(array.limits.max_read_voltage)
     if volts > limit:

@@ -166,6 +166,21 @@ class TemperatureModel:
         return np.asarray(g, np.float64).ravel() * np.exp(ln) + self.read_offsets(
             temperature_c)[cols]
 
+    def rebased(self, reads_s, temperature_c: float) -> TemperatureModel:
+        """The model with its cells' states taken from a whole-array read (S) at a known
+        temperature near the reference (the chuck at home): the states drift and relax
+        after the sweep, and the reference cells' thermometer reads the drift as a
+        temperature change unless it compares with states measured at the same age."""
+        reads = np.asarray(reads_s, dtype=np.float64)
+        if reads.shape != self.shape:
+            raise TempcalError(f"rebased: reads of shape {reads.shape}, the model's {self.shape}")
+        u = float(self.u(temperature_c))
+        old = self.g_calibration.ravel()
+        gain = np.exp(self.read_gain_ln(temperature_c) + self.coefficients(old) * u)
+        g = (np.nan_to_num(reads).ravel() - self.read_offsets(temperature_c)[
+            self._columns(None)]) / gain
+        return dataclasses.replace(self, g_calibration=np.maximum(g, 0.0).reshape(self.shape))
+
     def correction(self, temperature_c: float, mapping, **options):
         """The ``run_network`` correction at ``temperature_c`` for ``mapping``'s tiles:
         see :func:`protocols.tempcal.correction.temperature_correction`."""

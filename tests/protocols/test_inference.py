@@ -286,6 +286,12 @@ def test_auto_range_is_set_per_layer_from_the_expected_currents():
         assert peak == pytest.approx(amps / 1.5, rel=1e-9)  # ideal: as predicted
     r = run_network(array, net, mapping, x, params=InferenceParams(mvm_range=1e-4))
     assert array.ranges[-2:] == [1e-4, 1e-4]
+    r = run_network(array, net, mapping, x, params=InferenceParams(mvm_range=(2e-4, 3e-5)))
+    assert array.ranges[-2:] == [2e-4, 3e-5] and r.mvm_ranges_a == (2e-4, 3e-5)
+    with pytest.raises(InferenceInputError, match="one range per layer"):
+        run_network(array, net, mapping, x, params=InferenceParams(mvm_range=(2e-4,)))
+    with pytest.raises(InferenceInputError, match="mvm_range"):
+        InferenceParams(mvm_range=(2e-4, -1.0))
     with pytest.raises(InferenceInputError, match="no settable MVM range"):
         run_network(IdealArray(g), net, mapping, x, params=InferenceParams(mvm_range=1e-4))
     r = run_network(IdealArray(g), net, mapping, x)  # auto: left alone where there is none
