@@ -280,6 +280,25 @@ def test_the_die_temperature_from_cells_inverts_the_model():
     assert est.source == "cells" and est.cells == 86
 
 
+def test_a_model_rebased_on_drifted_states_reads_the_temperature_again():
+    sweep, array, chuck, _, _ = _sweep()
+    model = fit_model(sweep)
+    cells = np.arange(0, 256, 3)
+    array.g *= 0.8  # every state drifted down 20 % since the sweep
+    chuck.sp = 57.3
+    stale = estimate_temperature(array, model, cells=cells).temperature_c
+    assert abs(stale - 57.3) > 3  # the drift reads as a temperature change
+    chuck.sp = 25.0
+    home = model.rebased(array.read(), 25.0)
+    np.testing.assert_allclose(home.g_calibration, 0.8 * model.g_calibration, rtol=1e-6,
+                               atol=1e-12)
+    chuck.sp = 57.3
+    assert estimate_temperature(array, home, cells=cells).temperature_c == pytest.approx(
+        57.3, abs=0.05)
+    with pytest.raises(TempcalError, match="shape"):
+        model.rebased(np.zeros((3, 3)), 25.0)
+
+
 def test_a_mapping_without_reference_cells_says_so():
     sweep, array, _, _, _ = _sweep()
     model = fit_model(sweep)
