@@ -13,6 +13,19 @@ right-after-programming accuracy at each age, per method, averaged over the dies
 best method: pcm <= 0.5 pt at 1 d, <= 1 pt at 30 d, <= 2 pt at 1 y; rram <= 1 pt at
 30 d); cost: calibration transactions per method, inference transactions and bench time
 per pass of the test set, wall time. One test sample is 0.28 pt of accuracy.
+
+Temperature (``--temps 55,85``; ``--no-temperature`` skips it), on fresh dies: ``calib
+infer`` programs the model, ``calib tempcal`` (calib.jobs.tempcal.tempcal_die) sweeps the
+chuck 25 / 45 / 65 / 85 degC and fits the die's model, then ``calib infer --temperature T
+--compensation none,temperature`` at each T measures the test set at 25 degC (home, with
+the drift gains the temperature compensation stacks) and at T, uncompensated and
+compensated; just before, a plain ``calib infer`` measures it at 25 degC uncompensated.
+Printed per preset, mean over the dies: accuracy at 25 degC (raw, and with the drift
+gains), the drop at T uncompensated (against raw at 25) and compensated (against 25 with
+the drift gains; target: compensated within 0.5 pt of 25 degC at 55 and
+85 degC; each accuracy the mean of ``--passes`` passes, 5 by default), the die
+temperature the reference cells gave against the simulator's truth, the tempcal run's
+bench time and reads, and the bench time per inference pass.
 """
 
 from __future__ import annotations
@@ -28,8 +41,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from calib.jobs.infer import InferOptions, infer_die, parse_ages  # noqa: E402
+from calib.jobs.tempcal import tempcal_die  # noqa: E402
 from calib.wiring import open_bench  # noqa: E402
 from protocols.inference import METHODS  # noqa: E402
+from protocols.tempcal import settle  # noqa: E402
 
 TARGETS = {"pcm": {"1d": 0.5, "30d": 1.0, "1y": 2.0}, "rram": {"30d": 1.0}}
 
@@ -43,15 +58,83 @@ def one(preset: str, die: int, ages: tuple[float, ...], results: Path) -> dict:
     return s
 
 
+def heated(preset: str, die: int, temps: list[float], results: Path, passes: int) -> dict:
+    """Program, calibrate the temperature model, infer at each temperature; truth beside."""
+    out = {"temps": {}}
+    with open_bench(chip=preset) as b:
+        t0 = time.perf_counter()
+        infer_die(b, die, InferOptions(), results=results)
+        cal = tempcal_die(b, die, results=results)
+        out["tempcal"] = cal["sweep"] | {"wall_s": time.perf_counter() - t0}
+        for t in temps:
+            settle(b.thermal, b.clock, 25.0, 1800.0, 5.0)  # the last job set the chuck home
+            b.clock.wait(120.0)  # and the die lags it
+            cold = infer_die(b, die, InferOptions(passes=passes), results=results)
+            truth: list[float] = []
+
+            def hot(p, seen=truth):  # the die's true temperature while each pass ran
+                seen.append(b.simulation.chip.truth().temperature)
+
+            s = infer_die(b, die, InferOptions(compensation=("none", "temperature"),
+                                               temperature_c=t, passes=passes),
+                          results=results, progress=hot)
+            row = s["temperature"]["ages"][0]
+            acc = s["accuracy"]["0s"]
+            out["temps"][t] = {"home": row["home_accuracy"], "none": acc["none"],
+                               "cold": cold["accuracy"]["0s"]["none"],
+                               "temperature": acc["temperature"],
+                               "die_c": row["die_c"]["temperature_c"],
+                               "chuck_c": row["chuck_c"], "truth_c": float(np.mean(truth)),
+                               "bench_per_pass_s": s["inference_bench_time_s"] / 2 / passes}
+    return out
+
+
+def temperature_table(preset: str, dies: list[int], temps: list[float], tmp: Path,
+                      passes: int) -> None:
+    runs = [heated(preset, d, temps, tmp / f"{preset}-heated", passes) for d in dies]
+    cal = runs[0]["tempcal"]
+    print(f"{preset} temperature (dies {dies}, mean of {passes} passes each; tempcal: "
+          f"{cal['bench_time_s']:.0f} s bench, "
+          f"{cal['hot_time_s']:.0f} s hot, {cal['read_transactions']} reads, "
+          f"{cal['mvm_transactions']} MVM transactions, wall "
+          f"{np.mean([r['tempcal']['wall_s'] for r in runs]):.1f} s per die with programming)")
+    print("  T degC   25 degC raw / +drift   uncomp (drop)   temperature (drop)   target    "
+          "die estimate - truth   chuck - truth")
+    for t in temps:
+        rows = [r["temps"][t] for r in runs]
+        home = 100 * np.mean([r["home"] for r in rows])
+        raw = 100 * np.mean([r["none"] for r in rows])
+        cold = 100 * np.mean([r["cold"] for r in rows])
+        comp = 100 * np.mean([r["temperature"] for r in rows])
+        est = np.array([r["die_c"] - r["truth_c"] for r in rows])
+        chuck = np.array([r["chuck_c"] - r["truth_c"] for r in rows])
+        worst = min(100 * (r["temperature"] - r["home"]) for r in rows)
+        verdict = "met" if comp >= home - 0.5 else "MISSED"
+        print(f"  {t:>6g}   {cold:6.2f} / {home:6.2f}        {raw:6.2f} ({raw - cold:+5.2f})   "
+              f"{comp:6.2f} ({comp - home:+5.2f}) worst die {worst:+5.2f}   >= -0.5 {verdict}   "
+              f"{est.mean():+5.2f} (max {np.abs(est).max():.2f})   {chuck.mean():+5.2f}")
+    print(f"  bench per inference pass at T: "
+          f"{runs[0]['temps'][temps[-1]]['bench_per_pass_s'] * 1e3:.1f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["rram", "pcm"])
     ap.add_argument("--dies", nargs="+", type=int, default=[12, 20, 30])
     ap.add_argument("--ages", default="0,1h,1d,30d,1y")
+    ap.add_argument("--temps", default="55,85")
+    ap.add_argument("--no-temperature", action="store_true")
+    ap.add_argument("--passes", type=int, default=5, help="test-set passes per temperature")
+    ap.add_argument("--no-drift", action="store_true")
     args = ap.parse_args()
     ages = parse_ages(args.ages)
+    temps = [float(t) for t in args.temps.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
+            if not args.no_temperature:
+                temperature_table(preset, args.dies, temps, Path(tmp), args.passes)
+            if args.no_drift:
+                continue
             runs = [one(preset, d, ages, Path(tmp) / preset) for d in args.dies]
             keys = list(runs[0]["accuracy"])
             first = keys[0]

@@ -67,6 +67,9 @@ def _lines(s: dict) -> list[str]:
               help="Seconds for the chuck to report settled.")
 @click.option("--soak", type=float, default=120.0, show_default=True,
               help="Seconds to wait after the chuck settles (the die lags it).")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Passes of the test set per age and method; the accuracy is their mean "
+                   "(read noise flips a few borderline samples from pass to pass).")
 @click.option("--reprogram", is_flag=True, help="Program the network even if the die holds it.")
 @click.option("--no-program", is_flag=True,
               help="Use the network the die holds; fail if it holds none.")
@@ -75,7 +78,7 @@ def _lines(s: dict) -> list[str]:
 @wafer_option
 @json_option
 def command(die_id, model, dataset, ages, compensation, temperature_c, temperature_source,
-            settle_timeout, soak, reprogram, no_program, bench_file, results, wafer,
+            settle_timeout, soak, passes, reprogram, no_program, bench_file, results, wafer,
             as_json) -> None:
     """Run a network on a die's crossbar and measure its accuracy against the float model."""
     if reprogram and no_program:
@@ -86,7 +89,7 @@ def command(die_id, model, dataset, ages, compensation, temperature_c, temperatu
                            compensation=methods or ("none",),
                            program=True if reprogram else (False if no_program else None),
                            temperature_c=temperature_c, temperature_source=temperature_source,
-                           settle_timeout_s=settle_timeout, soak_s=soak)
+                           settle_timeout_s=settle_timeout, soak_s=soak, passes=passes)
     with open_bench(bench_file) as b:
         summary = infer_die(b, die_id, options, results=results, wafer=wafer)
     emit(summary, as_json, _lines)

@@ -56,6 +56,7 @@ SOURCES = ("auto", "reference", "chuck")  # where the die temperature comes from
 DRIFT_UNDER_TEMPERATURE = "column"  # the drift gains stacked under the temperature correction
 STATISTICS = 256  # inputs whose second moments the tile temperature correction weighs by
 RANGE_MARGIN = 1.5  # InferenceParams' default headroom of the column range
+HOME_READS = 4  # whole-array reads at home the model is rebased on (PCM's 1/f noise)
 AGE_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
              "y": 365.25 * 86400.0}
 
@@ -99,6 +100,7 @@ class InferOptions:
     temperature_source: str = "auto"  # die temperature: reference cells, else the chuck
     settle_timeout_s: float = 1800.0  # for the chuck to report settled
     soak_s: float = 120.0  # after it settled: the die lags its chuck
+    passes: int = 1  # of the test set per age and method; the accuracy is their mean
 
 
 def load_model(path: str | None) -> tuple[Network, str]:
@@ -189,6 +191,9 @@ def _checked(bench, die: int, options: InferOptions) -> int:
             raise InferInputError(f"--compensation {m!r}: choose from {', '.join(COMPENSATIONS)}")
     if any(a > 0 for a in options.ages_s) and bench.clock is None:
         raise InferInputError("--at needs a clock role to let time pass")
+    if isinstance(options.passes, bool) or not isinstance(options.passes, int) \
+            or options.passes < 1:
+        raise InferInputError(f"--passes {options.passes!r}: a whole number >= 1")
     if options.temperature_source not in SOURCES:
         raise InferInputError(f"--temperature-source {options.temperature_source!r}: choose "
                               f"{', '.join(SOURCES)}")
@@ -262,7 +267,7 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
     float_accuracy = float(np.mean(net.predict(x) == y))
     params = {"model": model_source, "model_digest": digest, "dataset": data_source,
               "samples": int(x.shape[0]), "ages_s": list(options.ages_s),
-              "compensation": list(options.compensation),
+              "compensation": list(options.compensation), "passes": options.passes,
               "temperature_c": options.temperature_c, "temperature_source": source}
     heat = _Heat(bench, options, thermo)
     with recorded_run(bench, store, JOB, params, die=die) as run, heat.home_at_end():
@@ -307,15 +312,17 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
                     gains, cost = correction(bench.array, mapping, cals[method],
                                              clock=bench.clock)
                     corrections, cal_tx = (gains,), cost.mvm_transactions + cost.read_transactions
-                res = run_network(bench.array, net, mapping, x, y, clock=bench.clock,
-                                  corrections=corrections, params=run_params)
-                first = first or res
+                res = [run_network(bench.array, net, mapping, x, y, clock=bench.clock,
+                                   corrections=corrections, params=run_params)
+                       for _ in range(options.passes)]
+                first = first or res[0]
                 t1 = bench.clock.now() if bench.clock is not None else 0.0
-                rows.append((age, method, res.accuracy, cal_tx, res.mvm_transactions, t1 - t0))
+                rows.append((age, method, float(np.mean([r.accuracy for r in res])), cal_tx,
+                             sum(r.mvm_transactions for r in res), t1 - t0))
                 if fix is not None:
                     hot.append({"age": _age(age), **fix.summary()})
                 if progress is not None:
-                    progress({"age_s": age, "method": method, "accuracy": res.accuracy})
+                    progress({"age_s": age, "method": method, "accuracy": rows[-1][2]})
             if heat.active:
                 heat.record(age, home, estimate)
         methods = list(options.compensation)
@@ -413,16 +420,19 @@ class _Heat:
         if drift_cal is not None and self.heated:
             drift, cost = correction(b.array, mapping, drift_cal, clock=b.clock)
             self.transactions += cost.mvm_transactions + cost.read_transactions
-        res = run_network(b.array, net, mapping, x, y, clock=b.clock,
-                          corrections=() if drift is None else (drift,))
-        self.transactions += res.mvm_transactions
-        home = _Home(res.accuracy if self.heated else None, res.mvm_ranges_a, drift,
+        res = [run_network(b.array, net, mapping, x, y, clock=b.clock,
+                           corrections=() if drift is None else (drift,))
+               for _ in range(self.options.passes if self.heated else 1)]
+        self.transactions += sum(r.mvm_transactions for r in res)
+        accuracy = float(np.mean([r.accuracy for r in res]))
+        home = _Home(accuracy if self.heated else None, res[0].mvm_ranges_a, drift,
                      float(b.thermal.temperature()) if b.thermal is not None else None)
         self._home, self.drift_stacked = home, drift is not None
         if self.heated and self.base is not None:  # the cells' states now, at home
-            self.model = self.base.rebased(b.array.read(averages=self.base.read_averages),
-                                           float(b.thermal.temperature()))
-            self.transactions += 1
+            reads = np.mean([b.array.read(averages=self.base.read_averages)
+                             for _ in range(HOME_READS)], axis=0)
+            self.model = self.base.rebased(reads, float(b.thermal.temperature()))
+            self.transactions += HOME_READS
         if self.heated:
             self._go(float(self.options.temperature_c))
         return home
