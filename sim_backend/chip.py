@@ -73,6 +73,9 @@ class ChipTruth:
     die_offset: float  # share of (chuck - ambient) this die sits short of the chuck
     relaxation_age: np.ndarray  # effective time (s at reference T) since the last event
     drift_age: np.ndarray  # the same for the drift law
+    # -- relaxation (docs/simulator.md, "Relaxation and cycling") --
+    cycles: np.ndarray  # programming events each cell has had, forming included (saturating)
+    relaxation_deviation: np.ndarray  # the walk's deviation from the law's mean now, S
 
 
 class _Cells:
@@ -134,11 +137,13 @@ class SimChip:
         self.shape = spec.shape
         self.size = spec.chip.rows * spec.chip.cols
         entropy = _seed_entropy(seed)
-        # spawn(3)[:2] are the streams spawn(2) gave: adding the third changed no die
-        seeds = np.random.SeedSequence(entropy).spawn(3)
+        # spawn(n)[:k] are the streams spawn(k) gave: adding a stream changed no die
+        seeds = np.random.SeedSequence(entropy).spawn(4)
         self._init_cells(np.random.default_rng(seeds[0]))
         self._rng = np.random.default_rng(seeds[1])  # cycle-to-cycle and read noise
         self._init_temperature(np.random.default_rng(seeds[2]))
+        # the relaxation walk's increments: looking at the truth moves no read noise
+        self._relax_rng = np.random.default_rng(seeds[3])
         self.pulses_applied = 0  # cell-pulses, for accounting
 
     # -- construction -------------------------------------------------------
@@ -173,7 +178,11 @@ class SimChip:
         self.event = np.zeros(n, np.int32)
         self._event_times = np.full(64, now)
         self._n_events = 1
-        self.z_relax = np.zeros(n, F32)
+        # Relaxation walk: each cell's deviation from the law's mean (S) at the ln of the
+        # effective age it was last looked at; and its programming events (saturating).
+        self.relax_dev = np.zeros(n, F32)
+        self.relax_ln_t = np.full(n, self._relax_ln_min())
+        self.cycles = np.zeros(n, np.uint16)
         self.nu = np.zeros(n, F32)
 
     def _init_temperature(self, rng: np.random.Generator) -> None:
@@ -328,6 +337,53 @@ class SimChip:
     def _per_cell(self, table: np.ndarray, sel) -> np.ndarray:
         return table.take(self.event[sel])
 
+    def _relax_ln_min(self) -> np.float32:
+        t_min = self.spec.relaxation.t_min
+        return F32(math.log(t_min)) if t_min > 0 else F32(0.0)
+
+    def _relax(self, sel):
+        """Walk the relaxation of cells ``sel`` on to now: (ln of their effective age, deviation).
+
+        Each look draws the increments since the cell's last one (its own stream), so
+        the truth and the next read at the same instant agree, and the deviation at a
+        time has the law's spread whatever was looked at before.
+        """
+        spec = self.spec
+        table = devices.relaxation_log_time(spec, self._age_table(0))
+        ln_min = self._relax_ln_min()
+        dev = self.relax_dev[sel]
+        if not (table > ln_min).any():  # every event younger than t_min: nothing walked yet
+            return ln_min, dev
+        ln_t = self._per_cell(table, sel)
+        z = normals(self._relax_rng, ln_t.size)
+        scale = devices.relaxation_scale(spec, self.cycles[sel])
+        dev = devices.relaxation_walk(spec, dev, self.relax_ln_t[sel], ln_t, scale, z)
+        if isinstance(sel, slice):  # every cell: the fresh arrays are the state
+            self.relax_dev, self.relax_ln_t = dev, ln_t
+        else:
+            self.relax_dev[sel] = dev
+            self.relax_ln_t[sel] = ln_t
+        return ln_t, dev
+
+    def _programmed(self, cells, z) -> None:
+        """A programming event for ``cells`` (a :class:`_Cells` or indices): count it and
+        start each cell's relaxation walk afresh from the N(0, 1) draws ``z``."""
+        if isinstance(cells, _Cells) and cells.dense:
+            self.cycles += (cells.weight_int != 0) & (self.cycles < devices.CYCLES_MAX)
+            cycles, put = self.cycles, cells.put
+        else:
+            idx = cells.sel if isinstance(cells, _Cells) else cells
+
+            def put(arr, values):
+                arr[idx] = values
+            cycles = self.cycles[idx]
+            cycles += cycles < devices.CYCLES_MAX
+            self.cycles[idx] = cycles
+        if self.spec.relaxation.model != "none":
+            scale = devices.relaxation_scale(self.spec, cycles)
+            put(self.relax_dev, devices.relaxation_start(self.spec, scale, z))
+            put(self.relax_ln_t, self._relax_ln_min())
+
     def _state(self, sel) -> np.ndarray:
         """Conductance at the reference temperature now, without read noise."""
         g0 = self.g0[sel]
@@ -335,12 +391,8 @@ class SimChip:
         if spec.relaxation.model == "none" and spec.drift.model == "none":
             return g0.copy()
         if spec.relaxation.model != "none":
-            table = devices.relaxation_log_time(spec, self._age_table(0))
-            if table.any():
-                ln_t = self._per_cell(table, sel)
-            else:  # every event younger than t_min: ln t = 0 for all cells
-                ln_t = F32(0.0)
-            g0 = devices.relaxed(spec, g0, ln_t, self.z_relax[sel])
+            ln_t, dev = self._relax(sel)
+            g0 = devices.relaxed(spec, g0, ln_t, dev)
         if spec.drift.model != "none":
             table = devices.drift_log_ratio(spec, self._age_table(1))
             if table.any():  # before t0 nothing drifts
@@ -469,6 +521,7 @@ class SimChip:
             self.spec, g, g_min, g_max, cells.take(self.set_rate),
             cells.take(self.reset_rate), v, w,
         )
+        devices.set_capped(self.spec, mean, g, v)
         step = mean - g
         if self.spec.response.reset_mode == "abrupt":  # melt-quench forgets the old state
             step *= (v > 0).astype(F32)
@@ -478,10 +531,10 @@ class SimChip:
         g_new = sigma * z[:k]
         g_new += mean
         np.clip(g_new, F32(0.0), g_max, out=g_new)
+        devices.set_capped(self.spec, g_new, g, v)
         cells.put(self.g0, g_new)
         cells.put(self.event, self._new_event())
-        if self.spec.relaxation.model != "none":
-            cells.put(self.z_relax, z[k:])
+        self._programmed(cells, z[k:])
         if self.spec.drift.model != "none":
             cells.put(self.nu, devices.drift_nu(self.spec, g_new, g_max, z[k:]))
         self.pulses_applied += n_active
@@ -528,8 +581,7 @@ class SimChip:
         self.g0[idx] = np.clip(g, self.g_min[idx], self.g_max[idx])
         self.formed[idx] = True
         self.event[idx] = self._new_event()
-        if self.spec.relaxation.model != "none":
-            self.z_relax[idx] = z[idx.size:]
+        self._programmed(idx, z[idx.size:])
         return int(idx.size)
 
     def mvm(self, x_volts, full_scale: float | None = None) -> np.ndarray:
@@ -622,4 +674,6 @@ class SimChip:
             die_offset=self.die_offset,
             relaxation_age=grid(ages[0]),
             drift_age=grid(ages[1]),
+            cycles=grid(self.cycles, np.uint16),
+            relaxation_deviation=grid(self.relax_dev),
         )

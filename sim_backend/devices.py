@@ -7,12 +7,15 @@ voltages in volts, times in seconds, temperatures in degrees Celsius.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from sim_backend.spec import ChipSpec
 
 BOLTZMANN_EV = 8.617333262e-5  # eV/K
 F32 = np.float32
+CYCLES_MAX = np.iinfo(np.uint16).max  # a cell's count of programming events saturates here
 
 
 def pulse_mean(spec: ChipSpec, g, g_min, g_max, set_rate, reset_rate, volts, width):
@@ -74,15 +77,79 @@ def step_sigma(spec: ChipSpec, step: np.ndarray, g_new: np.ndarray, g_max) -> np
     return sigma
 
 
+def set_capped(spec: ChipSpec, g_new, g, volts):
+    """SET results limited by the 1T1R access transistor, in place.
+
+    The filament grows until the cell, holding the SET threshold voltage, carries the
+    compliance current: a SET pulse ends at most at max(set_compliance / set_threshold,
+    g) (it never lowers a cell already above the cap). RESET is not limited.
+    """
+    r = spec.response
+    if r.set_compliance <= 0:
+        return g_new
+    limit = np.maximum(g, F32(r.set_compliance / r.set_threshold))
+    limit[volts <= 0] = np.inf
+    return np.minimum(g_new, limit, out=g_new)
+
+
 def relaxation_log_time(spec: ChipSpec, since: np.ndarray) -> np.ndarray:
     """ln(t / 1 s) of the relaxation law, t clamped at the law's t_min."""
     return np.log(np.maximum(since, spec.relaxation.t_min)).astype(np.float32)
 
 
-def relaxed(spec: ChipSpec, g0, ln_t, z) -> np.ndarray:
-    """RRAM relaxation: g0 + mean(t) + sigma(t) z, t = time since programming."""
+def relaxation_start(spec: ChipSpec, scale, z) -> np.ndarray:
+    """The walk's deviation at t_min, right after a programming event: scale sigma(t_min) z."""
     rx = spec.relaxation
-    return g0 + F32(rx.mean_per_ln) * ln_t + (F32(rx.sigma_0) + F32(rx.sigma_per_ln) * ln_t) * z
+    return scale * F32(rx.sigma_0 + rx.sigma_per_ln * np.log(rx.t_min)) * z
+
+
+def relaxation_walk(spec: ChipSpec, dev, ln_from, ln_to, scale, z) -> np.ndarray:
+    """The walk's deviation at ln t = ``ln_to``, given it was ``dev`` at ``ln_from``.
+
+    Independent Gaussian increments of variance scale^2 (sigma(ln_to)^2 - sigma(ln_from)^2),
+    sigma = sigma_0 + sigma_per_ln ln t: the deviation at any t has the law's spread
+    however often it was looked at before, and an earlier value predicts a later one
+    only as its mean (a cell read in band can still wander out). ``z``: N(0, 1).
+    """
+    rx = spec.relaxation
+    s0, s1 = rx.sigma_0, rx.sigma_per_ln
+    step = ln_to - ln_from
+    np.maximum(step, F32(0.0), out=step)
+    var = ln_to + ln_from  # sigma(b)^2 - sigma(a)^2 = (b - a) (2 s0 s1 + s1^2 (a + b))
+    var *= F32(s1 * s1)
+    var += F32(2.0 * s0 * s1)
+    var *= step
+    np.sqrt(var, out=var)
+    var *= scale
+    var *= z
+    var += dev
+    return var
+
+
+def relaxed(spec: ChipSpec, g0, ln_t, dev) -> np.ndarray:
+    """RRAM relaxation: g0 + mean(t) + the walk's deviation, t = time since programming."""
+    return g0 + F32(spec.relaxation.mean_per_ln) * ln_t + dev
+
+
+@functools.lru_cache(maxsize=8)
+def _cycle_scales(n0: float, exponent: float) -> np.ndarray:
+    n = np.arange(CYCLES_MAX + 1, dtype=np.float64)
+    table = (1.0 + np.maximum(n - 1.0, 0.0) / n0) ** -exponent
+    table[0] = 0.0
+    table = table.astype(F32)
+    table.setflags(write=False)
+    return table
+
+
+def relaxation_scale(spec: ChipSpec, cycles: np.ndarray) -> np.ndarray:
+    """Share of the law's spread a cell's present state has, from its programming events n.
+
+    (1 + (n - 1)/cycle_n0)^-cycle_exponent: 1 after the first event (forming), smaller
+    the more a cell was cycled (NeuRRAM); 0 for a cell never programmed, which keeps the
+    mean shift only. A lookup in a table shared by all chips of one law.
+    """
+    rx = spec.relaxation
+    return _cycle_scales(rx.cycle_n0, rx.cycle_exponent).take(cycles)
 
 
 def drift_log_ratio(spec: ChipSpec, since: np.ndarray) -> np.ndarray:

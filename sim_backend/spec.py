@@ -79,6 +79,9 @@ class ResponseSection:
     programming_noise: tuple = _k(
         "list:signed:conductance", "sigma polynomial in x=G/g_max, per programming event, S"
     )
+    set_compliance: float = _q(
+        "current", "1T1R: current the access transistor passes during SET, A; a SET grows "
+        "a cell to at most set_compliance / set_threshold (0 A: no limit)")
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,20 @@ class FormingSection:
 
 @dataclass(frozen=True)
 class RelaxationSection:
-    """RRAM relaxation after a programming event (t in s since that event)."""
+    """RRAM relaxation after a programming event (t in s since that event).
+
+    The deviation from the mean is a walk in ln t with independent increments whose
+    variance at t is (scale * sigma(t))^2, so early reads do not determine it; the
+    scale shrinks with the cell's programming events n: (1 + (n - 1)/cycle_n0)^-a.
+    """
 
     model: str = _k("choice:none|log", "relaxation law")
     mean_per_ln: float = _q("conductance", "mean shift per ln(t/1 s), S", signed=True)
     sigma_0: float = _q("conductance", "sigma at t = 1 s, S")
     sigma_per_ln: float = _q("conductance", "sigma growth per ln(t/1 s), S")
     t_min: float = _q("time", "earlier reads see the state at t_min, s (assumption)")
+    cycle_n0: float = _k("positive", "programming events over which the spread shrinks")
+    cycle_exponent: float = _k("nonneg", "a in the spread scale (1 + (n-1)/cycle_n0)^-a; 0: none")
 
 
 @dataclass(frozen=True)
@@ -475,8 +485,16 @@ def _check_spec(spec: ChipSpec) -> None:
          "must cover window.g_max")
     need(spec.adc.mvm_full_scale > 0, "adc.mvm_full_scale", "must be positive")
     need(spec.drift.t0 > 0 or spec.drift.model == "none", "drift.t0", "must be positive")
-    need(spec.relaxation.t_min > 0 or spec.relaxation.model == "none",
-         "relaxation.t_min", "must be positive")
+    rx = spec.relaxation
+    if rx.model != "none":
+        need(rx.t_min > 0, "relaxation.t_min", "must be positive")
+        need(rx.sigma_0 + rx.sigma_per_ln * math.log(rx.t_min) >= 0, "relaxation.t_min",
+             "the law's sigma (sigma_0 + sigma_per_ln ln t) is negative there: raise t_min")
+    if r.set_compliance > 0:
+        need(r.set_compliance / r.set_threshold >= w.g_max, "response.set_compliance",
+             f"caps SET at {r.set_compliance / r.set_threshold * 1e6:.3g} uS "
+             "(set_compliance / set_threshold), below window.g_max: no cell could reach "
+             "the top of the window")
 
 
 def load_chip(

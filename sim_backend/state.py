@@ -40,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 1
+# 2: the relaxation walk (relax_dev, relax_ln_t, _relax_rng) and cycle counts replaced
+# z_relax; a format-1 folder cannot say where each cell's walk stood, so it is refused
+FORMAT = 2
 WAFER_FILE = "wafer.json"
 LOCK_FILE = "lock"
 META = "__state__"  # the npz entry holding a die's scalars and generator states (JSON)

@@ -37,7 +37,9 @@ class TemperatureEstimate:
     ``uncertainty_c``: one sigma from the fit (NaN for a chuck reading);
     ``cells``: cells the fit used; ``drift_ln``: the common ln drift fitted (0 when
     not asked); ``reduced_chi2``: of the fit (1: the reads scatter as the model's
-    noise says).
+    noise says, with ``state_sigma_s``); ``state_sigma_s``: how far (S) the cells'
+    states wandered since the model measured them, beyond read noise, fitted from the
+    scatter (relaxation goes on; the fit weighs each cell by it).
     """
 
     temperature_c: float
@@ -46,11 +48,13 @@ class TemperatureEstimate:
     cells: int = 0
     drift_ln: float = 0.0
     reduced_chi2: float = float("nan")
+    state_sigma_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         return {"temperature_c": round(self.temperature_c, 3), "source": self.source,
                 "uncertainty_c": round(self.uncertainty_c, 3), "cells": self.cells,
-                "drift_ln": round(self.drift_ln, 5), "reduced_chi2": round(self.reduced_chi2, 3)}
+                "drift_ln": round(self.drift_ln, 5), "reduced_chi2": round(self.reduced_chi2, 3),
+                "state_sigma_s": self.state_sigma_s}
 
 
 def chuck_temperature(thermal) -> TemperatureEstimate:
@@ -151,17 +155,48 @@ def estimate_temperature(array, model: TemperatureModel, mapping=None, *, cells=
     lim = array.limits
     grid = np.arange(float(lim.min_temperature), float(lim.max_temperature) + GRID_STEP_C,
                      GRID_STEP_C)
-    z, sigma, ok = _residuals(model, reads, g, extra, idx, grid)
+    z, base, ok = _residuals(model, reads, g, extra, idx, grid)
     keep = np.ones(idx.size, dtype=bool)
-    for _ in range(2):
+    wander, sigma = 0.0, base
+    for _ in range(3):
         chi2, shift = _chi2_curve(z, sigma, ok, keep, drift)
         best = int(np.argmin(chi2))
         r = (z[best] - shift[best]) / sigma
         robust = 1.4826 * float(np.median(np.abs(r[keep & ok[best]]))) if keep.any() else 1.0
         keep = ok[best] & (np.abs(r) <= OUTLIER_SIGMAS * max(robust, 1.0))
+        wander = _wander(z[best] - shift[best], base, g, keep, 1 + int(drift))
+        sigma = np.sqrt(base ** 2 + (wander / g) ** 2)
+    chi2, shift = _chi2_curve(z, sigma, ok, keep, drift)
+    best = int(np.argmin(chi2))
     t, width = _refine(grid, chi2)
     used = int(keep.sum())
     red = float(chi2[best]) / max(used - 1 - int(drift), 1)
     return TemperatureEstimate(temperature_c=t, source=source,
                                uncertainty_c=width * float(np.sqrt(max(red, 1.0))),
-                               cells=used, drift_ln=float(shift[best]), reduced_chi2=red)
+                               cells=used, drift_ln=float(shift[best]), reduced_chi2=red,
+                               state_sigma_s=wander)
+
+
+def _wander(residual, base, g, keep, fitted: int) -> float:
+    """The additive spread (S) of the cells' states since the model measured them that makes
+    the kept cells' chi-square its degrees of freedom (0 when read noise explains it).
+
+    Relaxation goes on after the sweep, cell by cell and in siemens, so it moves a low cell
+    by a larger share than a high one: weighed by read noise alone, a few low cells would
+    pull the temperature. Solved by bisection in log S."""
+    n = int(keep.sum())
+    if n <= fitted + 1:
+        return 0.0
+    r2, b2, g2 = residual[keep] ** 2, base[keep] ** 2, g[keep] ** 2
+    dof = n - fitted
+
+    def chi2(w: float) -> float:
+        return float(np.sum(r2 / (b2 + w * w / g2)))
+
+    if chi2(0.0) <= dof:
+        return 0.0
+    lo, hi = -30.0, -5.0  # ln S: 1e-13 .. 7e-3 S
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if chi2(float(np.exp(mid))) > dof else (lo, mid)
+    return float(np.exp(hi))

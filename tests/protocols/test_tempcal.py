@@ -389,7 +389,7 @@ def test_sweep_model_and_die_temperature_against_the_simulators_truth(
     """Die 12 at 68 degC, between calibration points: the model's per-cell MVM factors
     against the truth (uncorrected they spread 7 % (RRAM) / 70 % (PCM); PCM's 1/f read
     noise leaves its cells ~2 % off), the tile's column sums (uncorrected 4 % / 100 %
-    off), and the die temperature from its cells within 0.4 K of the truth (the chuck
+    off), and the die temperature from its cells within 1 K of the truth (the chuck
     reads 0.3 K high)."""
     from calib.wiring import open_bench
     from protocols.profiles import write_verify_params
@@ -426,5 +426,10 @@ def test_sweep_model_and_die_temperature_against_the_simulators_truth(
     assert np.sqrt(np.mean(uncorrected ** 2)) > 0.03
     w = g / g.sum()
     assert np.sqrt((w * np.log(predicted / true) ** 2).sum()) < cell_tolerance
-    assert abs(est.temperature_c - die) < 0.4 and est.uncertainty_c < 0.5
+    # 0.4 K while cells held their state between sweep and estimate; since the simulator's
+    # relaxation keeps walking (and runs fastest in the hot stints), the model's per-cell
+    # coefficients carry that walk: 0.3 K off with the cells' true states, 0.8 K without
+    assert abs(est.temperature_c - die) < 1.0 and est.uncertainty_c < 0.5
+    if chip == "rram":  # the walk since the sweep, fitted from the scatter (truth: 0.1 uS)
+        assert 0.02e-6 < est.state_sigma_s < 0.3e-6
     assert abs(chuck_c - die) > 0.2
