@@ -12,7 +12,9 @@ reference). Printed: the float baseline; on-chip accuracy right after programmin
 right-after-programming accuracy at each age, per method, averaged over the dies (targets,
 best method: pcm <= 0.5 pt at 1 d, <= 1 pt at 30 d, <= 2 pt at 1 y; rram <= 1 pt at
 30 d); cost: calibration transactions per method, inference transactions and bench time
-per pass of the test set, wall time. One test sample is 0.28 pt of accuracy.
+per pass of the test set, wall time. One test sample is 0.28 pt of accuracy; each
+accuracy is the mean of ``--passes`` passes of the test set (5 by default), as read
+noise flips a few borderline samples from pass to pass.
 
 Temperature (``--temps 55,85``; ``--no-temperature`` skips it), on fresh dies: ``calib
 infer`` programs the model, ``calib tempcal`` (calib.jobs.tempcal.tempcal_die) sweeps the
@@ -49,11 +51,11 @@ from protocols.tempcal import settle  # noqa: E402
 TARGETS = {"pcm": {"1d": 0.5, "30d": 1.0, "1y": 2.0}, "rram": {"30d": 1.0}}
 
 
-def one(preset: str, die: int, ages: tuple[float, ...], results: Path) -> dict:
+def one(preset: str, die: int, ages: tuple[float, ...], results: Path, passes: int) -> dict:
     with open_bench(chip=preset) as b:
         t0 = time.perf_counter()
-        s = infer_die(b, die, InferOptions(ages_s=ages, compensation=tuple(METHODS)),
-                      results=results)
+        s = infer_die(b, die, InferOptions(ages_s=ages, compensation=tuple(METHODS),
+                                           passes=passes), results=results)
         s["wall_s"] = time.perf_counter() - t0
     return s
 
@@ -124,7 +126,8 @@ def main() -> None:
     ap.add_argument("--ages", default="0,1h,1d,30d,1y")
     ap.add_argument("--temps", default="55,85")
     ap.add_argument("--no-temperature", action="store_true")
-    ap.add_argument("--passes", type=int, default=5, help="test-set passes per temperature")
+    ap.add_argument("--passes", type=int, default=5,
+                    help="test-set passes per age, method and temperature (their mean)")
     ap.add_argument("--no-drift", action="store_true")
     args = ap.parse_args()
     ages = parse_ages(args.ages)
@@ -135,7 +138,7 @@ def main() -> None:
                 temperature_table(preset, args.dies, temps, Path(tmp), args.passes)
             if args.no_drift:
                 continue
-            runs = [one(preset, d, ages, Path(tmp) / preset) for d in args.dies]
+            runs = [one(preset, d, ages, Path(tmp) / preset, args.passes) for d in args.dies]
             keys = list(runs[0]["accuracy"])
             first = keys[0]
             flt = runs[0]["float_accuracy"]
@@ -159,12 +162,18 @@ def main() -> None:
                       + verdict)
             cal = {m: int(np.mean([r["calibration_transactions"][m] for r in runs]))
                    for m in METHODS}
-            passes = len(keys) * len(METHODS)
+            passes = len(keys) * len(METHODS) * args.passes
             print(f"  cost per die: calibration transactions {cal} over {len(keys)} ages; "
                   f"{runs[0]['inference_transactions'] / passes:.0f} MVM transactions and "
                   f"{runs[0]['inference_bench_time_s'] / passes * 1e3:.1f} ms bench per "
                   f"pass of {runs[0]['samples']} samples; wall "
                   f"{np.mean([r['wall_s'] for r in runs]):.1f} s per die")
+            prog = [r["programming"] for r in runs]
+            print(f"  programming (write-verify, weights and {prog[0]['reference_cells']} "
+                  f"reference cells): {np.mean([p['pulses'] / p['cells'] for p in prog]):.2f} "
+                  f"pulses per cell, {np.mean([p['in_band_fraction'] for p in prog]):.2%} in "
+                  f"band, {np.mean([p['bench_time_s'] for p in prog]):.2f} s bench; "
+                  "calibration and compensation pulse nothing")
 
 
 if __name__ == "__main__":

@@ -285,8 +285,14 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
                 numbers, text = split_text(cal.to_arrays())
                 run.save_artifact(f"drift_{m}", numbers, {**cal.summary(), "text": text})
             programmed_in = run.id
+            programming = {"cells": int(wv.target.size), "pulses": int(wv.pulses.sum()),
+                           "in_band_fraction": float(wv.in_band_fraction),
+                           "reference_cells": int(mapping.reference_cells.size),
+                           "transactions": int(wv.transactions),
+                           "bench_time_s": float(wv.bench_time_s)}
         else:
             programmed_in, mapping, cals, programmed_at = found
+            programming = None
             missing = [m for m in options.compensation
                        if m not in ("none", TEMPERATURE) and m not in cals]
             if missing:
@@ -332,6 +338,7 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
             "die": die, "model": model_source, "dataset": data_source,
             "samples": int(x.shape[0]), "float_accuracy": float_accuracy,
             "programmed_in": programmed_in, "programmed_now": found is None,
+            "programming": programming,
             "accuracy": {f"{_age(a)}": {m: float(acc[i, j]) for j, m in enumerate(methods)}
                          for i, a in enumerate(options.ages_s)},
             "layer_mvm_error": [float(e) for e in first.layer_errors] if first else [],
