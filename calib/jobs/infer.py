@@ -300,7 +300,7 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
                                       f"{', '.join(sorted(cals)) or 'no'} compensation, not "
                                       f"{', '.join(missing)}: run with --reprogram")
         statistics, statistics_source = _statistics(net, options, x)
-        rows, first, hot = [], None, []
+        rows, first, hot, repeats = [], None, [], {}
         for age in options.ages_s:
             check_interrupt()
             now = bench.clock.now() if bench.clock is not None else programmed_at
@@ -318,6 +318,10 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
                     gains, cost = correction(bench.array, mapping, cals[method],
                                              clock=bench.clock)
                     corrections, cal_tx = (gains,), cost.mvm_transactions + cost.read_transactions
+                    # the signal fell with the drift, the output noise did not: convert
+                    # each vector more often in the same transaction to win it back
+                    run_params = InferenceParams(repeats=gains.suggested_repeats())
+                    repeats[method] = max(repeats.get(method, 1), run_params.repeats)
                 res = [run_network(bench.array, net, mapping, x, y, clock=bench.clock,
                                    corrections=corrections, params=run_params)
                        for _ in range(options.passes)]
@@ -345,6 +349,7 @@ def infer_die(bench, die: int, options: InferOptions = InferOptions(), *,
             "calibration_transactions": {m: int(sum(r[3] for r in rows if r[1] == m))
                                          for m in methods},
             "inference_transactions": int(sum(r[4] for r in rows)) + heat.transactions,
+            "most_repeats": repeats,
             "inference_bench_time_s": float(sum(r[5] for r in rows)),
             "file": str(store.path), "run": run.id}
         if heat.active:

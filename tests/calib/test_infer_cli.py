@@ -109,3 +109,17 @@ def test_bad_inputs_are_one_line(tmp_path):
         assert out.exit_code != 0, extra
         assert message in out.output, (extra, out.output)
         assert "Traceback" not in out.output
+
+
+def test_drifted_pcm_is_read_with_more_conversions(tmp_path):
+    """A month on, PCM's signal fell by the drift and the output noise did not: the column
+    compensation converts each vector more often (one transaction still)."""
+    bench = tmp_path / "pcm.toml"
+    bench.write_text('[chip]\ndatasheet = "pcm"\n[simulation]\nseed = 7\n')
+    out = run("infer", "--die", 12, "--results", tmp_path / "r", "--bench", bench,
+              "--at", "0,30d", "--compensation", "none,column", "--json")
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)
+    assert s["most_repeats"]["column"] >= 2
+    assert s["accuracy"]["30d"]["column"] > s["accuracy"]["30d"]["none"] + 0.03
+    assert s["programming"]["pulses"] > 0 and s["programming"]["reference_cells"] == 256
