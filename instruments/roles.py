@@ -23,6 +23,9 @@ class ArrayController(Protocol):
 
     A controller that cannot make short pulses says so with an optional attribute
     ``min_pulse_width_s`` (seconds); write-verify then starts its pulses there.
+    A controller that can run the array backwards has the optional method of
+    :class:`TransposedMVM`; callers use ``getattr(array, "mvm_transposed", None)``
+    and fall back to a digital product from read conductances without it.
     """
 
     @property
@@ -71,6 +74,15 @@ class ArrayController(Protocol):
     def form(self, voltage: float | None = None, width: float | None = None,
              mask: np.ndarray | None = None) -> int:
         """Forming pulses; returns the number of cells formed."""
+        ...
+
+
+@runtime_checkable
+class TransposedMVM(Protocol):
+    """Optional array capability: the backward product (NeuRRAM's transposable array)."""
+
+    def mvm_transposed(self, v_volts: np.ndarray) -> np.ndarray:
+        """Row currents (A) for column voltages (V), shape (cols,) or (n, cols): ``G @ v``."""
         ...
 
 

@@ -619,6 +619,52 @@ class SimChip:
         out = out.astype(np.float64)
         return out[0] if single else out
 
+    def mvm_transposed(self, v_volts, full_scale: float | None = None) -> np.ndarray:
+        """Row currents (A) for column voltages ``v_volts`` (V), shape (cols,) or (n, cols).
+
+        The backward product of a transposable array (NeuRRAM's): bit lines driven,
+        word lines held at virtual ground and sensed. The same physics as :meth:`mvm`
+        with the roles swapped: IR drop on both lines (bit lines driven from row 0,
+        word lines sensed after the last column), read noise summed over each row,
+        output noise and the ADC at ``full_scale``. Each word line has its own sense
+        chain (gain and offset at the die temperature), its coefficients drawn from
+        the spec's column-chain law on a stream fixed by the die, so they are the
+        same on every call and trimmed (gain 1, offset 0) at the reference temperature.
+        """
+        v = np.asarray(v_volts, dtype=np.float64)
+        single = v.ndim == 1
+        v2 = np.atleast_2d(v)
+        if v2.ndim != 2 or v2.shape[1] != self.shape[1]:
+            raise ChipInputError(f"v_volts must have shape ({self.shape[1]},) or "
+                                 f"(n, {self.shape[1]}), got {v.shape}")
+        if not np.all(np.isfinite(v2)):
+            raise ChipInputError("v_volts contains NaN or infinity")
+        fs = self.spec.adc.mvm_full_scale if full_scale is None else float(full_scale)
+        if not math.isfinite(fs) or fs <= 0:
+            raise ChipInputError(f"full_scale must be positive, got {full_scale!r}")
+        temperature = self.temperature
+        g = self._observed(slice(None), temperature)
+        sigma = self._read_sigma(g, slice(None)).reshape(self.shape).T
+        g_t = g.reshape(self.shape).T  # (cols, rows): the array seen from the bit lines
+        currents = crossbar.column_currents(v2, g_t, self.spec.lines.wire_resistance)
+        noise_var = (v2 * v2) @ (sigma.astype(np.float64) ** 2)
+        out_sigma = np.sqrt(noise_var + (self.spec.adc.mvm_output_noise * fs) ** 2)
+        noisy = currents + out_sigma * normals(self._rng, currents.size).reshape(currents.shape)
+        t = self.spec.temperature
+        chain_rng = np.random.default_rng(np.frombuffer(  # per die, fixed: from its own draws
+            np.ascontiguousarray(self.column_gain_tc, np.float64).tobytes(), np.uint32))
+        z = chain_rng.standard_normal((2, self.shape[0]))
+        chain = devices.column_chain(t.adc_gain_tc + t.adc_gain_tc_sigma * z[0],
+                                     t.adc_offset_tc + t.adc_offset_tc_sigma * z[1],
+                                     temperature, t.reference)
+        if chain is not None:
+            gain, offset = chain
+            noisy = noisy * gain + offset.astype(np.float64) * fs
+        out = devices.quantize(noisy.astype(F32), fs, self.spec.adc.mvm_bits, True)
+        self.clock.advance(MVM_TIME * v2.shape[0])
+        out = out.astype(np.float64)
+        return out[0] if single else out
+
     def advance(self, seconds: float) -> None:
         """Let virtual time pass (relaxation and drift go on)."""
         self.clock.advance(seconds)

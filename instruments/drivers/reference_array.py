@@ -365,6 +365,27 @@ class ReferenceArrayController(Driver):
         out = out.astype(np.float64).reshape(x2.shape[0], cols)
         return out[0] if single else out
 
+    def mvm_transposed(self, v_volts: np.ndarray) -> np.ndarray:
+        """Row currents (A) for column voltages (V), (cols,) or (n, cols). One transaction.
+
+        The backward product ``G @ v`` (``:MVM:TRAN?``), at the same read-level
+        limit and ``:MVM:RANG`` as :meth:`mvm`; the array role's optional capability.
+        """
+        v = self.guard.input_voltages(v_volts)
+        rows, cols = self.shape
+        single = v.ndim == 1
+        v2 = np.atleast_2d(v)
+        if v2.ndim != 2 or v2.shape[1] != cols or v2.shape[0] == 0:
+            raise ArrayShapeError(f"v_volts must have shape ({cols},) or (n, {cols}), "
+                                  f"got {v.shape}")
+        self._setup()
+        out = self._idempotent(lambda: self.session.query_block(
+            ":MVM:TRAN? ", "f", payload=v2.astype("<f4").ravel(), payload_dtype="f",
+            timeout_s=self._timeout(4 * v2.size + 4 * v2.shape[0] * rows),
+            parse=_expect(v2.shape[0] * rows)))
+        out = out.astype(np.float64).reshape(v2.shape[0], rows)
+        return out[0] if single else out
+
     def form(self, voltage: float | None = None, width: float | None = None,
              mask: np.ndarray | None = None) -> int:
         """Forming pulses on the array (or ``mask``); returns cells formed. Never sent

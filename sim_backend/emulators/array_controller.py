@@ -242,6 +242,28 @@ class ArrayControllerEmulator(ScpiInstrument):
             out = chip.mvm(x2, full_scale=self.mvm_range)
         return encode_block(out.astype("<f4").tobytes())
 
+    @command(":MVM:TRANsposed?")
+    def mvm_transposed(self, args, block):
+        cols = self.shape[1]
+        v = self._floats(block, None, "column inputs")
+        if v.size == 0 or v.size % cols:
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; column inputs must be n x {cols}")
+        if np.any(np.abs(v) > BOARD_MAX_VOLTS):
+            raise ScpiError(OUT_OF_RANGE, "Data out of range; input voltage")
+        self.bench.observed.note("mvm_voltage", float(np.abs(v).max()))
+        self._overhead()
+        chip = self._chip()
+        v2 = v.reshape(-1, cols).astype(np.float64)
+        if chip is None:  # open word lines: the sense chain's output noise alone
+            sigma = self.bench.spec.adc.mvm_output_noise * self.mvm_range
+            noise = sigma * normals(self._open_rng, v2.shape[0] * self.shape[0])
+            out = devices.quantize(noise.reshape(v2.shape[0], -1), self.mvm_range,
+                                   self.bench.spec.adc.mvm_bits, True)
+            self.bench.clock.advance(MVM_TIME * v2.shape[0])
+        else:
+            out = chip.mvm_transposed(v2, full_scale=self.mvm_range)
+        return encode_block(out.astype("<f4").tobytes())
+
     @command(":MVM:RANGe")
     def set_mvm_range(self, args, block):
         need(args, 1)

@@ -145,6 +145,7 @@ GOOD = {
     ("array", "pulse_cells"): lambda d: {"cells": np.array([0]), "volts": np.array([0.5]),
                                          "width": 1e-6},
     ("array", "mvm"): lambda d: {"x_volts": np.zeros(d.shape[0])},
+    ("array", "mvm_transposed"): lambda d: {"v_volts": np.zeros(d.shape[1])},
     ("array", "form"): lambda d: {"mask": np.eye(*d.shape, dtype=bool)},
     ("array", "configure_read_voltage"): lambda d: {"volts": 0.2},
     ("array", "configure_read_averages"): lambda d: {"count": 1},
