@@ -63,6 +63,9 @@ main.add_command(sweep_command)
 from calib.cli.infer import command as infer_command  # noqa: E402
 
 main.add_command(infer_command)
+from calib.cli.train import command as train_command  # noqa: E402
+
+main.add_command(train_command)
 from calib.cli.tempcal import command as tempcal_command  # noqa: E402
 
 main.add_command(tempcal_command)

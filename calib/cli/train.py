@@ -1,0 +1,79 @@
+"""``calib train``: a network trained on a die's crossbar by one of four published methods."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from calib.cli.options import (
+    bench_option,
+    die_option,
+    emit,
+    json_option,
+    results_option,
+    wafer_option,
+)
+from calib.jobs.train import TrainOptions, train_die
+from calib.wiring import open_bench
+from protocols.training import METHODS
+
+
+def _lines(s: dict) -> list[str]:
+    out = [f"die {s['die']}: {s['method']} on {s['dataset']}, {s['epochs']} epochs, backward "
+           f"{s['backward']}: test accuracy {s['test_accuracy']:.2%} (float "
+           f"{s['float_accuracy']:.2%}, after programming {s['transfer_accuracy']:.2%})",
+           "epoch  train    test     loss    pulses  transactions  bench s"]
+    for r in s["epochs_record"]:
+        out.append(f"{r['epoch']:>5}  {r['train_accuracy']:>6.2%}  {r['test_accuracy']:>6.2%}  "
+                   f"{r['loss']:>6.3f}  {r['pulses']:>8}  {r['transactions']:>12}  "
+                   f"{r['bench_time_s']:>7.2f}")
+    out.append(f"{s['pulses_per_weight']:.1f} pulses per weight (programming "
+               f"{s['programming_pulses']} pulses), {s['transactions_per_sample']:.2f} "
+               f"transactions and {s['bench_time_per_sample_s'] * 1e3:.2f} ms bench per "
+               "training sample")
+    out.append(f"stored {s['run']} in {s['file']}")
+    return out
+
+
+def _progress(enabled: bool):
+    if not (enabled and sys.stderr.isatty()):
+        return None
+
+    def show(r: dict) -> None:
+        click.echo(f"epoch {r['epoch']}: test {r['test_accuracy']:.2%}, loss {r['loss']:.3f}, "
+                   f"{r['pulses']} pulses", err=True)
+
+    return show
+
+
+@click.command("train")
+@die_option()
+@click.option("--method", type=click.Choice(METHODS), default="mixed", show_default=True,
+              help="sgd (Li 2018), mixed (mixed precision, Nandakumar 2020), hybrid (Yao "
+                   "2020), chip-in-loop (NeuRRAM 2022).")
+@click.option("--dataset", type=click.Path(dir_okay=False), default=None,
+              help="An .npz with x_train, y_train, x_test, y_test (default: the bundled "
+                   "digits split).")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Learning rate.")
+@click.option("--batch", type=int, default=10, show_default=True,
+              help="Training samples per update.")
+@click.option("--backward", type=click.Choice(["auto", "chip", "digital"]), default="auto",
+              show_default=True, help="Backward product: the controller's transposed MVM "
+                                      "(chip) or from read conductances (digital).")
+@click.option("--resume", is_flag=True,
+              help="Continue the die's interrupted training of this method.")
+@bench_option
+@results_option
+@wafer_option
+@json_option
+def command(die_id, method, dataset, epochs, lr, batch, backward, resume, bench_file,
+            results, wafer, as_json) -> None:
+    """Train a network on a die's crossbar and score it on the held-out test split."""
+    options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
+                           backward=backward, resume=resume)
+    with open_bench(bench_file) as b:
+        summary = train_die(b, die_id, options, results=results, wafer=wafer,
+                            progress=_progress(not as_json))
+    emit(summary, as_json, _lines)

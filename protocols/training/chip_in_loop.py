@@ -1,0 +1,188 @@
+"""Chip-in-the-loop fine-tuning (NeuRRAM, Wan et al., Nature 2022).
+
+Layer by layer: the ex-situ (float) network's first layer is programmed by write-verify;
+the training set is run through it on the chip, and the layers above are fine-tuned
+digitally (plain SGD in numpy, one epoch per :meth:`ChipInLoop.run_epoch`) against
+those actual outputs — the chip's noise, IR drop, stuck cells and programming errors
+included; then the next layer is programmed, and so on. No backward product is needed
+on the chip and no pulse is sent between programmings. Once the last layer is
+programmed, its digital part (bias, and a gain per output for the column read-out) is
+fitted to its actual outputs on the training split. Records: epoch 0 and each
+fine-tuning epoch score the programmed layers on the chip with the rest digital; the
+last epoch ends with the tuned layer programmed and the whole network on the chip.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from protocols.inference import Mapping
+from protocols.profiles import write_verify_params
+from protocols.training.baseline import backward, cross_entropy, forward, output_delta
+from protocols.training.dataset import TrainData
+from protocols.training.layout import training_mapping, with_weights
+from protocols.training.params import TrainParams
+from protocols.training.passes import OnChip
+from protocols.training.result import EpochRecord, records_array, records_from
+from protocols.training.start import float_models, off_target, sizes_of
+from protocols.write_verify import AdaptiveResponse, write_verify
+
+
+class ChipInLoop:
+    """A 2-layer chip-in-the-loop fine-tuning in progress: layer 0 on the chip, layer 1
+    tuned digitally on its outputs, then programmed."""
+
+    def __init__(self, array, datasheet, data: TrainData, params: TrainParams, *, mapping,
+                 weights, biases, response, clock=None, programming_pulses: int = 0,
+                 skip=None) -> None:
+        self.array, self.sheet, self.data, self.params = array, datasheet, data, params
+        self.clock, self.response = clock, response
+        size = int(np.prod(mapping.array_shape))
+        self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
+        self.chip = OnChip(array, mapping, biases, backward="digital",
+                           input_bits=params.input_bits, clock=clock, skip=self.skip)
+        self.w = [np.array(w, np.float64) for w in weights]
+        self.layers = (len(mapping.tiles) - 1,)
+        self.subset = np.arange(data.y_train.size)
+        self.epoch, self.records = 0, []
+        self.programming_pulses = int(programming_pulses)
+        self.uses_backward = False
+        self.gain = np.ones(data.classes)  # per output, fitted once the last layer is on chip
+        self.chip.read()
+        self._features = None
+
+    def features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Layer 0's outputs on the chip for the training and test split (one MVM
+        transaction per 256 samples), measured once per programming."""
+        if self._features is None:
+            self._features = tuple(self.chip.layer(0, x, "relu")
+                                   for x in (self.data.x_train, self.data.x_test))
+        return self._features
+
+    def _scores(self, on_chip: bool) -> tuple[float, float]:
+        out = []
+        h = self.features()
+        for k, y in enumerate((self.data.y_train, self.data.y_test)):
+            if on_chip:
+                z = self.gain * (self.chip.layer(1, h[k], "none") - self.chip.biases[1])
+                z = z + self.chip.biases[1]
+            else:
+                z = h[k] @ self.w[1] + self.chip.biases[1]
+            out.append(float(np.mean(np.argmax(z, axis=1) == y)))
+        return out[0], out[1]
+
+    def run_epoch(self, progress=None) -> EpochRecord:
+        tx0, bench0, wall0 = self._counters()
+        if not self.records:
+            self.records.append(self._record(0, float("nan"), 0, tx0, bench0, wall0, False))
+            tx0, bench0, wall0 = self._counters()
+        self.epoch += 1
+        h = self.features()[0]
+        order = np.random.default_rng([self.params.seed, self.epoch]).permutation(h.shape[0])
+        total, b = 0.0, self.chip.biases
+        for i in range(0, order.size, self.params.batch):
+            pick = order[i:i + self.params.batch]
+            acts = forward([self.w[1]], [b[1]], h[pick])
+            y = self.data.y_train[pick]
+            total += cross_entropy(acts[-1], y) * pick.size
+            (dw, db), = backward([self.w[1]], acts, output_delta(acts[-1], y))
+            self.w[1] -= self.params.lr * dw
+            b[1] -= self.params.lr * db
+        pulses, last = 0, self.epoch >= self.params.epochs
+        if last:
+            pulses = self.program_layer(1)
+        record = self._record(self.epoch, total / order.size, pulses, tx0, bench0, wall0, last)
+        self.records.append(record)
+        return record
+
+    def program_layer(self, k: int) -> int:
+        """Write-verify layer k's tuned weights onto its tile; returns the pulses."""
+        targets = with_weights(self.chip.mapping, self.w).targets
+        tile = self.chip.mapping.tiles[k]
+        only = np.full(targets.shape, np.nan)
+        only[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets)
+        wv = write_verify(self.array, only, clock=self.clock,
+                          params=write_verify_params(self.sheet), response=self.response)
+        self.response = wv.response
+        self.skip |= off_target(wv, trainable=False)
+        self.chip.skip = self.skip
+        self.chip.read()
+        self.calibrate_outputs()
+        return int(np.sum(wv.pulses))
+
+    def calibrate_outputs(self, steps: int = 200, lr: float = 0.5) -> None:
+        """Fit the digital part of the programmed last layer — a gain and the bias per
+        output — to the chip's actual outputs on the training split (one MVM
+        transaction per 256 samples; gradient descent on the cross-entropy)."""
+        b = self.chip.biases[1]
+        raw = self.chip.layer(1, self.features()[0], "none") - b
+        y = self.data.y_train
+        gain = np.ones(raw.shape[1])
+        for _ in range(steps):
+            delta = output_delta(raw * gain + b, y)
+            gain -= lr * (delta * raw).sum(axis=0)
+            b -= lr * delta.sum(axis=0)
+        self.gain = gain
+
+    def _counters(self):
+        bench = self.clock.now() if self.clock is not None else float("nan")
+        return int(self.array.transactions), bench, time.perf_counter()
+
+    def _record(self, epoch, loss, pulses, tx0, bench0, wall0, on_chip) -> EpochRecord:
+        train, test = self._scores(on_chip)
+        tx, bench, wall = self._counters()
+        return EpochRecord(epoch, train, test, float(loss), int(pulses), tx - tx0,
+                           bench - bench0, wall - wall0)
+
+    @property
+    def weights_trained(self) -> int:
+        return int(self.w[1].size)
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The digital state (tuned weights, biases, records, response model): a
+        checkpoint; :meth:`from_arrays` continues it on the die as it is."""
+        arrays = {"epoch": np.int64(self.epoch), "records": records_array(self.records),
+                  "w0": self.w[0].copy(), "w1": self.w[1].copy(), "skip": self.skip.copy(),
+                  "gain": self.gain.copy(),
+                  "programming_pulses": np.int64(self.programming_pulses)}
+        for k, b in enumerate(self.chip.biases):
+            arrays[f"bias{k}"] = b.copy()
+        for key, value in self.response.to_arrays().items():
+            arrays[f"response.{key}"] = np.asarray(value)
+        return arrays, {"rule": "chip-in-loop", "mapping": self.chip.mapping.to_dict()}
+
+    @classmethod
+    def from_arrays(cls, array, datasheet, data, params, arrays, meta, clock=None):
+        a = {k: np.asarray(v) for k, v in arrays.items()}
+        shape = tuple(meta["mapping"]["array_shape"])
+        mapping = Mapping.from_dict(meta["mapping"], np.full(shape, np.nan))
+        weights = [a["w0"], a["w1"]]
+        response = AdaptiveResponse.from_arrays(
+            {k[len("response."):]: v for k, v in a.items() if k.startswith("response.")})
+        out = cls(array, datasheet, data, params, mapping=with_weights(mapping, weights),
+                  weights=weights, biases=[a["bias0"], a["bias1"]], response=response,
+                  clock=clock, programming_pulses=int(a["programming_pulses"]),
+                  skip=a["skip"])
+        out.epoch, out.records = int(a["epoch"]), records_from(a["records"])
+        out.gain = np.array(a["gain"], np.float64)
+        return out
+
+
+def begin_chip_in_loop(array, datasheet, data: TrainData, params: TrainParams, *,
+                       clock=None, response=None) -> ChipInLoop:
+    """Program the ex-situ network's first layer and return the fine-tuning."""
+    _, ex_situ = float_models(data, params)
+    ranges = tuple(params.weight_margin * float(np.abs(w).max()) for w in ex_situ.weights)
+    mapping = training_mapping(datasheet, tuple(array.shape), sizes_of(data, params), ranges)
+    targets = with_weights(mapping, ex_situ.weights)
+    tile = targets.tiles[0]
+    first = np.full(targets.array_shape, np.nan)
+    first[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets.targets)
+    wv = write_verify(array, first, clock=clock, params=write_verify_params(datasheet),
+                      response=response)
+    return ChipInLoop(array, datasheet, data, params, mapping=targets,
+                      weights=ex_situ.weights, biases=ex_situ.biases, response=wv.response,
+                      clock=clock, programming_pulses=int(np.sum(wv.pulses)),
+                      skip=off_target(wv, trainable=False))

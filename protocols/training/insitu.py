@@ -1,0 +1,220 @@
+"""The in-situ training loop that online SGD, mixed precision and hybrid share.
+
+Per batch of ``params.batch`` samples: the forward pass on the chip (one MVM
+transaction per layer), the output error on the host, the hidden error by the chip's
+transposed MVM (or digitally from the last read), the weight gradients on the host
+(outer products of a batch), the update rule (``sgd``: every device change over half a
+granularity step, now; ``mixed``: into the accumulators, pulses where they reach a
+step), one pulse transaction through the response model, one read of the used cells
+(which teaches the response model and is the digital backward's weights). Biases live
+on the host and train in float. Every epoch ends with the chip's accuracy on the
+training and the held-out test split.
+
+The digital state — biases, accumulators, the response model, the epoch count, the
+records — is a checkpoint (:meth:`InSitu.to_arrays`); :meth:`InSitu.from_arrays`
+continues from one on the die as it is (the conductances are the chip's: they are read,
+never restored). Sample order is drawn per epoch from ``(seed, epoch)``, so a resumed
+run takes the batches the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from protocols.inference import Mapping
+from protocols.training.baseline import cross_entropy, output_delta
+from protocols.training.dataset import TrainData
+from protocols.training.layout import floor_of, tile_cells
+from protocols.training.mixed import Accumulator
+from protocols.training.params import TrainingInputError, TrainParams
+from protocols.training.passes import OnChip
+from protocols.training.pulses import observe, pair_changes, send
+from protocols.training.result import EpochRecord, records_array, records_from
+from protocols.training.sgd import sgd_changes
+from protocols.write_verify.response import AdaptiveResponse
+
+RULES = ("sgd", "mixed")
+MAX_CHANGE = 0.125  # of the window: the largest change one pulse is asked for
+CHECKPOINT_FORMAT = 1
+
+
+def default_granularity(mapping: Mapping) -> float:
+    """1/32 of the window (S): the step one pulse is trusted to make by default."""
+    return (mapping.g_max - mapping.g_min) / 32.0
+
+
+def bounded(wanted: np.ndarray, g: np.ndarray, mapping: Mapping) -> np.ndarray:
+    """Device changes (S) kept within the window and to ``MAX_CHANGE`` of it per pulse;
+    a device already beyond the window (read above ``g_max`` or below ``g_min``) is not
+    pushed further out."""
+    most = MAX_CHANGE * (mapping.g_max - mapping.g_min)
+    wanted = np.clip(wanted, -most, most)
+    up = np.clip(np.minimum(g + wanted, mapping.g_max) - g, 0.0, None)
+    down = np.clip(np.maximum(g + wanted, mapping.g_min) - g, None, 0.0)
+    return np.where(wanted > 0, up, np.where(wanted < 0, down, 0.0))
+
+
+class InSitu:
+    """One in-situ training in progress on ``array``.
+
+    ``layers``: the indices trained in situ (hybrid: the last one); the others stay as
+    programmed. ``subset``: indices of the training samples used (hybrid: a fraction).
+    ``skip``: devices never pulsed (flat bool): those write-verify found unresponsive
+    (stuck or unformed), whose pulses would be wasted; the gradient flows around them.
+    """
+
+    def __init__(self, array, data: TrainData, params: TrainParams, *, rule: str,
+                 mapping: Mapping, biases, response, clock=None, layers=None, subset=None,
+                 accumulator: Accumulator | None = None, epoch: int = 0, records=(),
+                 programming_pulses: int = 0, skip: np.ndarray | None = None) -> None:
+        if rule not in RULES:
+            raise TrainingInputError(f"update rule {rule!r}: choose {', '.join(RULES)}")
+        self.array, self.data, self.params, self.rule = array, data, params, rule
+        self.clock, self.response = clock, response
+        size = int(np.prod(mapping.array_shape))
+        self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
+        self.chip = OnChip(array, mapping, biases, backward=params.backward,
+                           input_bits=params.input_bits, clock=clock, skip=self.skip)
+        self.layers = tuple(range(self.chip.layers) if layers is None else layers)
+        self.subset = (np.arange(data.y_train.size) if subset is None
+                       else np.asarray(subset, np.int64))
+        self.acc = accumulator or Accumulator(size)
+        self.eps = params.granularity_s or default_granularity(mapping)
+        self.epoch = int(epoch)
+        self.records = list(records)
+        self.programming_pulses = int(programming_pulses)
+        self.chip.read()
+
+    @property
+    def uses_backward(self) -> bool:
+        """Whether an error goes back through a layer (a trained layer below another)."""
+        return min(self.layers) < self.chip.layers - 1
+
+    # -- the steps ------------------------------------------------------------------
+    def evaluate(self) -> tuple[float, float]:
+        """(train, test) accuracy of the network as it is on the chip."""
+        out = []
+        for x, y in ((self.data.x_train[self.subset], self.data.y_train[self.subset]),
+                     (self.data.x_test, self.data.y_test)):
+            z = self.chip.forward(x)[-1]
+            out.append(float(np.mean(np.argmax(z, axis=1) == y)))
+        return out[0], out[1]
+
+    def step(self, x: np.ndarray, y: np.ndarray, rng=None) -> tuple[float, int]:
+        """One batch: forward, backward, update; returns (loss, device pulses sent).
+        ``rng``: SGD's stochastic rounding of changes under its dead zone (None: dropped)."""
+        chip, lr = self.chip, self.params.lr
+        acts = chip.forward(x)
+        loss = cross_entropy(acts[-1], y)
+        delta = output_delta(acts[-1], y)
+        pairs, changes = [], []
+        for k in range(chip.layers - 1, min(self.layers) - 1, -1):
+            dw, db = acts[k].T @ delta, delta.sum(axis=0)
+            if k in self.layers:
+                chip.biases[k] -= lr * db
+                plus, minus = tile_cells(chip.mapping, k)
+                pairs.append(np.stack([plus.ravel(), minus.ravel()]))
+                changes.append(-lr * chip.mapping.tiles[k].scale * dw.ravel())
+            if k > min(self.layers):
+                delta = chip.error_back(k, delta) * (acts[k] > 0)
+        pairs, dg = np.concatenate(pairs, axis=1), np.concatenate(changes)
+        if self.rule == "mixed":  # one accumulator per weight, kept at its G+ cell
+            self.acc.add(pairs[0], dg)
+            fired, asked = self.acc.fire(pairs[0], self.eps)
+            order = np.argsort(pairs[0])
+            dg = np.zeros(pairs.shape[1])
+            dg[order[np.searchsorted(pairs[0][order], fired)]] = asked
+        else:
+            dg = sgd_changes(dg, self.eps, rng)
+        g_flat = chip.g.ravel()
+        up, down = pair_changes(dg, g_flat[pairs[0]], g_flat[pairs[1]],
+                                floor_of(chip.mapping.g_min, chip.mapping.g_max))
+        cells, wanted = pairs.ravel(), np.concatenate([up, down])
+        wanted = np.where(self.skip[cells], 0.0, wanted)
+        g_now = g_flat[cells]
+        wanted = bounded(wanted, g_now, chip.mapping)
+        batch = send(self.array, self.response, cells, wanted, g_now)
+        chip.read()
+        observe(self.response, batch, chip.g.ravel())
+        return loss, 0 if batch is None else batch.count
+
+    def run_epoch(self, progress=None) -> EpochRecord:
+        """One more epoch (the first call after programming records epoch 0 first)."""
+        if not self.records:
+            self.records.append(self._record(0, float("nan"), 0, *self._counters()))
+        start = self._counters()
+        self.epoch += 1
+        order = self.subset[np.random.default_rng([self.params.seed, self.epoch])
+                            .permutation(self.subset.size)]
+        total, pulses = 0.0, 0
+        for i in range(0, order.size, self.params.batch):
+            pick = order[i:i + self.params.batch]
+            rng = np.random.default_rng([self.params.seed, 0x5D, self.epoch, i])
+            loss, sent = self.step(self.data.x_train[pick], self.data.y_train[pick], rng)
+            total += loss * pick.size
+            pulses += sent
+            if progress is not None:
+                progress({"epoch": self.epoch, "done": i + pick.size, "of": order.size})
+        record = self._record(self.epoch, total / order.size, pulses, *start)
+        self.records.append(record)
+        return record
+
+    def _counters(self) -> tuple[int, float, float]:
+        bench = self.clock.now() if self.clock is not None else float("nan")
+        return int(self.array.transactions), bench, time.perf_counter()
+
+    def _record(self, epoch, loss, pulses, tx0, bench0, wall0) -> EpochRecord:
+        train, test = self.evaluate()
+        tx, bench, wall = self._counters()
+        return EpochRecord(epoch, train, test, float(loss), int(pulses), tx - tx0,
+                           bench - bench0, wall - wall0)
+
+    @property
+    def pulses(self) -> int:
+        return int(sum(r.pulses for r in self.records))
+
+    @property
+    def weights_trained(self) -> int:
+        return int(sum(np.prod(self.chip.mapping.tiles[k].shape) for k in self.layers))
+
+    # -- checkpoints ------------------------------------------------------------------
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The digital state as (numbers, JSON-ready meta): a checkpoint."""
+        arrays = {"epoch": np.int64(self.epoch), "records": records_array(self.records),
+                  "chi": self.acc.chi.copy(), "subset": self.subset,
+                  "layers": np.asarray(self.layers, np.int64), "skip": self.skip.copy(),
+                  "programming_pulses": np.int64(self.programming_pulses),
+                  "format": np.int64(CHECKPOINT_FORMAT)}
+        for k, b in enumerate(self.chip.biases):
+            arrays[f"bias{k}"] = b.copy()
+        for key, value in self.response.to_arrays().items():
+            arrays[f"response.{key}"] = np.asarray(value)
+        meta = {"rule": self.rule, "mapping": self.chip.mapping.to_dict(),
+                "granularity_s": self.eps, "backward": self.chip.backward}
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, array, data: TrainData, params: TrainParams, arrays: dict,
+                    meta: dict, clock=None) -> InSitu:
+        """Continue a checkpoint on ``array`` as it is now (its conductances are read)."""
+        a = {k: np.asarray(v) for k, v in arrays.items()}
+        if int(a.get("format", -1)) != CHECKPOINT_FORMAT:
+            raise TrainingInputError(f"checkpoint format {a.get('format')!r}: expected "
+                                     f"{CHECKPOINT_FORMAT}; start the training afresh")
+        shape = tuple(meta["mapping"]["array_shape"])
+        mapping = Mapping.from_dict(meta["mapping"], np.full(shape, np.nan))
+        used = np.zeros(shape, bool)
+        for t in mapping.tiles:
+            used[t.rows[0]:t.rows[1], t.cols[0]:t.cols[1]] = True
+        mapping = replace(mapping, targets=np.where(used, 0.0, np.nan))
+        biases = [a[f"bias{k}"] for k in range(len(mapping.tiles))]
+        response = AdaptiveResponse.from_arrays(
+            {k[len("response."):]: v for k, v in a.items() if k.startswith("response.")})
+        return cls(array, data, params, rule=meta["rule"], mapping=mapping, biases=biases,
+                   response=response, clock=clock, layers=tuple(int(v) for v in a["layers"]),
+                   subset=a["subset"], accumulator=Accumulator(a["chi"].size, a["chi"]),
+                   epoch=int(a["epoch"]), records=records_from(a["records"]),
+                   programming_pulses=int(a["programming_pulses"]), skip=a["skip"])

@@ -1,0 +1,80 @@
+"""A trainable network's layers on the array: differential pairs with one device low.
+
+A weight is ``(G+ - G-) / s`` (``s`` S per weight unit: ``w_range`` spans the window
+above the floor). Programmed, the device of the sign the weight lacks sits at the
+floor (``g_min`` plus 5 % of the window, out of the slow end of RESET), as the
+inference mapping keeps its idle device at ``g_min``: the column currents stay small
+next to the column ADC's range, which a common mode in the middle of the window would
+fill (measured: the plain transfer of the digits network fell from 97 % to 46 %). An
+update moves the device that brings the pair back toward the floor first (a RESET),
+the other for the rest (a SET): :func:`protocols.training.pulses.pair_changes`. The
+tiles are those :func:`protocols.inference.map_network` places, so the forward pass is
+the inference protocol's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from instruments.datasheet import ChipDatasheet
+from protocols.inference import Layer, Mapping, Network, map_network
+
+
+def training_mapping(datasheet: ChipDatasheet, array_shape: tuple[int, int],
+                     sizes: tuple[int, ...], w_ranges: tuple[float, ...]) -> Mapping:
+    """Tiles for layers of ``sizes`` (widths, input first), layer k's scale such that
+    ``±w_ranges[k]`` spans the window; targets are NaN until :func:`with_weights`.
+    A network that does not fit the die is a :class:`NetworkFitError` naming both sizes."""
+    shapes = list(zip(sizes, sizes[1:], strict=False))
+    probe = Network(tuple(Layer(np.ones(s), np.zeros(s[1])) for s in shapes))
+    placed = map_network(probe, datasheet, array_shape=tuple(array_shape))
+    span = datasheet.window.g_max - floor_of(datasheet.window.g_min, datasheet.window.g_max)
+    tiles = tuple(dataclasses.replace(t, scale=float(span / r), w_clip=float(r),
+                                      clipped=0) for t, r in zip(placed.tiles, w_ranges,
+                                                                  strict=True))
+    return dataclasses.replace(placed, tiles=tiles, targets=np.full(placed.array_shape, np.nan))
+
+
+FLOOR_SHARE = 0.05  # of the window, above g_min
+
+
+def floor_of(g_min: float, g_max: float) -> float:
+    """Where a pair's low device sits (S)."""
+    return g_min + FLOOR_SHARE * (g_max - g_min)
+
+
+def with_weights(mapping: Mapping, weights) -> Mapping:
+    """The mapping with targets (S) of pairs holding ``weights`` (clipped to each layer's
+    range), the device of the other sign at the floor."""
+    floor = floor_of(mapping.g_min, mapping.g_max)
+    targets = np.full(mapping.array_shape, np.nan)
+    for tile, w in zip(mapping.tiles, weights, strict=True):
+        g = tile.scale * np.clip(w, -tile.w_clip, tile.w_clip)
+        block = tile.block(targets)
+        block[:, 0::2] = floor + np.maximum(g, 0.0)
+        block[:, 1::2] = floor + np.maximum(-g, 0.0)
+    return dataclasses.replace(mapping, targets=targets)
+
+
+def with_conductances(mapping: Mapping, g: np.ndarray) -> Mapping:
+    """The mapping whose 'targets' are the conductances last read (S): the forward pass
+    sets its column ranges from them, so they follow what training moved."""
+    targets = np.where(mapping.used, g, np.nan)
+    return dataclasses.replace(mapping, targets=targets)
+
+
+def tile_cells(mapping: Mapping, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat row-major indices of layer ``layer``'s G+ and G- devices, each (inputs,
+    outputs)."""
+    t = mapping.tiles[layer]
+    cols = mapping.array_shape[1]
+    rows = np.arange(t.rows[0], t.rows[1])[:, None]
+    return rows * cols + t.plus_cols[None, :], rows * cols + t.minus_cols[None, :]
+
+
+def single_layer(mapping: Mapping, layer: int) -> Mapping:
+    """A mapping of one tile (as layer 0), to run one layer with ``run_network``."""
+    tile = dataclasses.replace(mapping.tiles[layer], layer=0)
+    return dataclasses.replace(mapping, tiles=(tile,))

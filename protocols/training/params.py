@@ -1,0 +1,86 @@
+"""The knobs of in-situ training, checked when they are made."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+from instruments.errors import UserError
+
+METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
+BACKWARDS = ("auto", "chip", "digital")
+
+
+class TrainingInputError(UserError, ValueError):
+    """Training cannot start with these inputs; the message names what and why."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """How a network is trained on the chip. Siemens; learning rate per sample.
+
+    ``epochs``, ``lr`` (plain SGD on the mean cross-entropy of a batch), ``batch``
+    (training samples per update: one forward, one backward and one pulse batch per
+    ``batch`` samples), ``hidden`` (width of the one hidden layer), ``seed`` (weights'
+    initialisation and the sample order). ``weight_margin``: each layer's window spans
+    this times the largest |w| of the float baseline, so training has room to grow
+    weights. ``granularity_s``: the conductance step one pulse is trusted to make
+    (mixed precision fires when its accumulator passes it; SGD skips updates under half
+    of it); None: 1/32 of the datasheet's window. ``backward``: ``chip`` (the
+    controller's transposed MVM), ``digital`` (from read conductances) or ``auto``
+    (chip when the controller has it). ``input_bits``: the row DACs' resolution.
+    ``fraction``: the share of the training set hybrid retrains its last layer on.
+    ``float_epochs``: epochs of the float baseline (also the ex-situ weights of hybrid
+    and chip-in-the-loop).
+    """
+
+    epochs: int = 10
+    lr: float = 0.1
+    batch: int = 10
+    hidden: int = 20
+    seed: int = 0
+    weight_margin: float = 1.25
+    granularity_s: float | None = None
+    backward: str = "auto"
+    input_bits: int | None = 8
+    fraction: float = 0.25
+    float_epochs: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch", "hidden", "float_epochs"):
+            value = getattr(self, name)
+            if not (_whole(value) and value >= 1):
+                raise TrainingInputError(f"{name}: a whole number >= 1, got {value!r}")
+        if not (_whole(self.seed) and self.seed >= 0):
+            raise TrainingInputError(f"seed: a whole number >= 0, got {self.seed!r}")
+        if not (_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise TrainingInputError(f"lr: a positive learning rate, got {self.lr!r}")
+        if not (_number(self.weight_margin) and self.weight_margin >= 1):
+            raise TrainingInputError(f"weight_margin: >= 1, got {self.weight_margin!r}")
+        g = self.granularity_s
+        if g is not None and not (_number(g) and math.isfinite(g) and 0 < g < 1e-3):
+            raise TrainingInputError(f"granularity_s: a conductance step in siemens "
+                                     f"(1 uS is 1e-6), got {g!r}")
+        if self.backward not in BACKWARDS:
+            raise TrainingInputError(f"backward: {self.backward!r}; choose "
+                                     f"{', '.join(BACKWARDS)}")
+        b = self.input_bits
+        if b is not None and not (_whole(b) and 1 <= b <= 16):
+            raise TrainingInputError(f"input_bits: 1..16 or None, got {b!r}")
+        if not (_number(self.fraction) and 0 < self.fraction <= 1):
+            raise TrainingInputError(f"fraction: in (0, 1], got {self.fraction!r}")
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise TrainingInputError(f"method {method!r}: choose {', '.join(METHODS)}")
+    return method
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -1,0 +1,130 @@
+"""`calib train` as a user runs it, kept tiny (a 30-sample blob set, 2 epochs): the run
+and its per-epoch series, checkpoints, resume after a bench lost mid-epoch, and every
+bad input as one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calib.cli import main
+from calib.store import DieStore
+from instruments.errors import InstrumentIOError
+from protocols.training import InSitu
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def blobs(path, n=40, features=8, classes=3, seed=0, **override):
+    rng = np.random.default_rng(seed)
+    centres = rng.random((classes, features))
+    y = rng.integers(0, classes, n)
+    x = np.clip(centres[y] + 0.08 * rng.standard_normal((n, features)), 0, 1)
+    parts = {"x_train": x[:30], "y_train": y[:30], "x_test": x[30:], "y_test": y[30:]}
+    parts.update(override)
+    np.savez(path, **parts)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    data = blobs(tmp / "blobs.npz")
+    out = run("train", "--die", 12, "--method", "mixed", "--dataset", data, "--epochs", 2,
+              "--lr", 0.5, "--batch", 5, "--results", tmp / "results", "--json")
+    assert out.exit_code == 0, out.output
+    return tmp, data, json.loads(out.output)
+
+
+def test_train_records_epochs_checkpoints_and_a_baseline(trained):
+    tmp, _, s = trained
+    assert s["method"] == "mixed" and s["epochs"] == 2 and s["backward"] == "chip"
+    assert [r["epoch"] for r in s["epochs_record"]] == [0, 1, 2]
+    assert 0 <= s["test_accuracy"] <= 1 and len(s["float_test_accuracy"]) == 2
+    assert s["pulses"] == sum(r["pulses"] for r in s["epochs_record"])
+    assert s["transactions_per_sample"] > 0
+    store = DieStore(s["file"])
+    runs = {r.run_id: r for r in store.runs()}
+    assert runs[s["run"]].status == "complete"
+    data = store.read_run(s["run"])
+    assert list(data["checkpoints"]["epoch"]) == [1, 2]
+    assert data["conductance"].shape == (64, 64) and data["weights"].size == 8 * 20 + 20 * 3
+    arrays, meta = store.load_artifact("checkpoint", s["run"])
+    assert int(arrays["epoch"]) == 2 and meta["method"] == "mixed"
+    store.load_artifact("response_model", s["run"])  # kept for the die's next jobs
+
+
+def test_bench_lost_mid_epoch_is_interrupted_and_resumes(trained, monkeypatch):
+    tmp, data, _ = trained
+    results = tmp / "lost"
+    calls = {"n": 0}
+    original = InSitu.step
+
+    def flaky(self, x, y, rng=None):
+        calls["n"] += 1
+        if calls["n"] == 9:  # in the second epoch (6 batches of 5 per epoch)
+            raise InstrumentIOError("array: no answer to ':MVM? ' within 2 s")
+        return original(self, x, y, rng)
+
+    monkeypatch.setattr(InSitu, "step", flaky)
+    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--epochs", 3,
+              "--lr", 0.5, "--batch", 5, "--results", results, "--json")
+    assert out.exit_code != 0
+    assert "interrupted" in out.output and "--resume" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+    store = DieStore(next(results.rglob("die_12.h5")))
+    lost = [r for r in store.runs() if r.protocol == "train"][-1]
+    assert lost.status == "interrupted"
+    arrays, _ = store.load_artifact("checkpoint", lost.run_id)
+    assert int(arrays["epoch"]) == 1
+    monkeypatch.setattr(InSitu, "step", original)
+    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--epochs", 3,
+              "--lr", 0.5, "--batch", 5, "--results", results, "--json", "--resume")
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)
+    assert [r["epoch"] for r in s["epochs_record"]] == [0, 1, 2, 3]
+    assert store.read_run(s["run"])["params"]["resumed_from"] == lost.run_id
+
+
+def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
+    data = blobs(tmp_path / "b.npz")
+    out = run("train", "--die", 3, "--method", "mixed", "--dataset", data, "--resume",
+              "--results", tmp_path / "r")
+    assert out.exit_code != 0 and "no interrupted mixed training" in out.output
+    assert not list((tmp_path / "r").rglob("*.h5"))
+
+
+@pytest.mark.parametrize("override, args, match", [
+    ({"x_test": np.zeros((10, 5))}, (), "differ|features"),
+    ({"y_train": -np.ones(30, int)}, (), "labels"),
+    ({"x_train": np.full((30, 8), np.nan)}, (), "NaN"),
+    ({"x_test": np.zeros((0, 8)), "y_test": np.zeros(0, int)}, (), "empty"),
+    ({}, ("--lr", "0"), "lr"),
+    ({}, ("--batch", "0"), "batch"),
+    ({"x_train": np.zeros((30, 200)), "x_test": np.zeros((10, 200))}, (), "rows|fit"),
+])
+def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, override, args, match):
+    data = blobs(tmp_path / "bad.npz", **override)
+    out = run("train", "--die", 12, "--dataset", data, "--results", tmp_path / "r", *args)
+    assert out.exit_code != 0
+    assert len(out.output.strip().splitlines()) == 1, out.output
+    assert re.search(match, out.output), out.output
+    assert not list((tmp_path / "r").rglob("*.h5"))
+
+
+def test_a_die_with_no_formed_cells_stops_with_one_line(tmp_path):
+    from calib.jobs.train import TrainInputError, TrainOptions, train_die
+    from calib.wiring import open_bench
+
+    data = blobs(tmp_path / "b.npz")
+    with open_bench() as bench, pytest.raises(TrainInputError, match="did not respond"):
+        train_die(bench, 12, TrainOptions(method="mixed", dataset=str(data), form=False,
+                                          epochs=1), results=tmp_path / "r")
+    store = DieStore(next((tmp_path / "r").rglob("die_12.h5")))
+    assert [r.status for r in store.runs() if r.protocol == "train"] == ["failed"]
