@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_placement import FLAT_WAFER  # noqa: E402 - one flat wafer for both
 from calib.jobs.run import JobInterrupted  # noqa: E402
 from calib.jobs.train import TrainOptions, train_die  # noqa: E402
 from calib.wiring.bench import Bench  # noqa: E402
@@ -43,18 +44,6 @@ TARGET_GAP = {"mixed": 0.01, "chip-in-loop": 0.005}
 DIE = 12
 
 
-FLAT_WAFER = """[wafer]
-name = "flat"
-diameter = "200 mm"
-die_width = "10 mm"
-die_height = "10 mm"
-edge_exclusion = "5 mm"
-[gradient]
-g_max_edge_drop = 0.0
-stuck_edge_gain = 0.0
-[defects]
-dead_fraction = 0.0
-"""
 
 
 def chip_file(preset: str, case: str, tmp: Path) -> tuple[str, str]:

@@ -584,6 +584,21 @@ class SimChip:
         self._programmed(idx, z[idx.size:])
         return int(idx.size)
 
+    def _product_inputs(self, volts, width: int, name: str, full_scale):
+        """(vectors (n, width), whether one vector was given, the ADC full scale in A),
+        every value checked."""
+        x = np.asarray(volts, dtype=np.float64)
+        x2 = np.atleast_2d(x)
+        if x2.ndim != 2 or x2.shape[1] != width:
+            raise ChipInputError(f"{name} must have shape ({width},) or (n, {width}), "
+                                 f"got {x.shape}")
+        if not np.all(np.isfinite(x2)):
+            raise ChipInputError(f"{name} contains NaN or infinity")
+        fs = self.spec.adc.mvm_full_scale if full_scale is None else float(full_scale)
+        if not math.isfinite(fs) or fs <= 0:
+            raise ChipInputError(f"full_scale must be positive, got {full_scale!r}")
+        return x2, x.ndim == 1, fs
+
     def mvm(self, x_volts, full_scale: float | None = None) -> np.ndarray:
         """Column currents (A) for row voltages ``x_volts`` (V), shape (rows,) or (n, rows).
 
@@ -591,17 +606,7 @@ class SimChip:
         column, output noise and the column ADC (``full_scale`` in A overrides
         the spec's range, as a programmable TIA gain would).
         """
-        x = np.asarray(x_volts, dtype=np.float64)
-        single = x.ndim == 1
-        x2 = np.atleast_2d(x)
-        if x2.ndim != 2 or x2.shape[1] != self.shape[0]:
-            raise ChipInputError(f"x_volts must have shape ({self.shape[0]},) or "
-                                 f"(n, {self.shape[0]}), got {x.shape}")
-        if not np.all(np.isfinite(x2)):
-            raise ChipInputError("x_volts contains NaN or infinity")
-        fs = self.spec.adc.mvm_full_scale if full_scale is None else float(full_scale)
-        if not math.isfinite(fs) or fs <= 0:
-            raise ChipInputError(f"full_scale must be positive, got {full_scale!r}")
+        x2, single, fs = self._product_inputs(x_volts, self.shape[0], "x_volts", full_scale)
         temperature = self.temperature
         g = self._observed(slice(None), temperature)
         sigma = self._read_sigma(g, slice(None)).reshape(self.shape)
@@ -631,17 +636,7 @@ class SimChip:
         the spec's column-chain law on a stream fixed by the die, so they are the
         same on every call and trimmed (gain 1, offset 0) at the reference temperature.
         """
-        v = np.asarray(v_volts, dtype=np.float64)
-        single = v.ndim == 1
-        v2 = np.atleast_2d(v)
-        if v2.ndim != 2 or v2.shape[1] != self.shape[1]:
-            raise ChipInputError(f"v_volts must have shape ({self.shape[1]},) or "
-                                 f"(n, {self.shape[1]}), got {v.shape}")
-        if not np.all(np.isfinite(v2)):
-            raise ChipInputError("v_volts contains NaN or infinity")
-        fs = self.spec.adc.mvm_full_scale if full_scale is None else float(full_scale)
-        if not math.isfinite(fs) or fs <= 0:
-            raise ChipInputError(f"full_scale must be positive, got {full_scale!r}")
+        v2, single, fs = self._product_inputs(v_volts, self.shape[1], "v_volts", full_scale)
         temperature = self.temperature
         g = self._observed(slice(None), temperature)
         sigma = self._read_sigma(g, slice(None)).reshape(self.shape).T

@@ -350,20 +350,7 @@ class ReferenceArrayController(Driver):
 
     def mvm(self, x_volts: np.ndarray) -> np.ndarray:
         """Column currents (A) for row voltages (V), (rows,) or (n, rows). One transaction."""
-        x = self.guard.input_voltages(x_volts)
-        rows, cols = self.shape
-        single = x.ndim == 1
-        x2 = np.atleast_2d(x)
-        if x2.ndim != 2 or x2.shape[1] != rows or x2.shape[0] == 0:
-            raise ArrayShapeError(f"x_volts must have shape ({rows},) or (n, {rows}), "
-                                  f"got {x.shape}")
-        self._setup()
-        out = self._idempotent(lambda: self.session.query_block(
-            ":MVM? ", "f", payload=x2.astype("<f4").ravel(), payload_dtype="f",
-            timeout_s=self._timeout(4 * x2.size + 4 * x2.shape[0] * cols),
-            parse=_expect(x2.shape[0] * cols)))
-        out = out.astype(np.float64).reshape(x2.shape[0], cols)
-        return out[0] if single else out
+        return self._product(":MVM? ", x_volts, "x_volts", *self.shape)
 
     def mvm_transposed(self, v_volts: np.ndarray) -> np.ndarray:
         """Row currents (A) for column voltages (V), (cols,) or (n, cols). One transaction.
@@ -371,19 +358,24 @@ class ReferenceArrayController(Driver):
         The backward product ``G @ v`` (``:MVM:TRAN?``), at the same read-level
         limit and ``:MVM:RANG`` as :meth:`mvm`; the array role's optional capability.
         """
-        v = self.guard.input_voltages(v_volts)
         rows, cols = self.shape
-        single = v.ndim == 1
-        v2 = np.atleast_2d(v)
-        if v2.ndim != 2 or v2.shape[1] != cols or v2.shape[0] == 0:
-            raise ArrayShapeError(f"v_volts must have shape ({cols},) or (n, {cols}), "
-                                  f"got {v.shape}")
+        return self._product(":MVM:TRAN? ", v_volts, "v_volts", cols, rows)
+
+    def _product(self, command: str, volts, name: str, width: int, outputs: int) -> np.ndarray:
+        """One product transaction: ``width`` input voltages per vector in (guarded),
+        ``outputs`` currents per vector back."""
+        x = self.guard.input_voltages(volts)
+        single = x.ndim == 1
+        x2 = np.atleast_2d(x)
+        if x2.ndim != 2 or x2.shape[1] != width or x2.shape[0] == 0:
+            raise ArrayShapeError(f"{name} must have shape ({width},) or (n, {width}), "
+                                  f"got {x.shape}")
         self._setup()
         out = self._idempotent(lambda: self.session.query_block(
-            ":MVM:TRAN? ", "f", payload=v2.astype("<f4").ravel(), payload_dtype="f",
-            timeout_s=self._timeout(4 * v2.size + 4 * v2.shape[0] * rows),
-            parse=_expect(v2.shape[0] * rows)))
-        out = out.astype(np.float64).reshape(v2.shape[0], rows)
+            command, "f", payload=x2.astype("<f4").ravel(), payload_dtype="f",
+            timeout_s=self._timeout(4 * x2.size + 4 * x2.shape[0] * outputs),
+            parse=_expect(x2.shape[0] * outputs)))
+        out = out.astype(np.float64).reshape(x2.shape[0], outputs)
         return out[0] if single else out
 
     def form(self, voltage: float | None = None, width: float | None = None,

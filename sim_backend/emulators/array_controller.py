@@ -222,46 +222,33 @@ class ArrayControllerEmulator(ScpiInstrument):
 
     @command(":MVM?")
     def mvm(self, args, block):
-        rows = self.shape[0]
-        x = self._floats(block, None, "inputs")
-        if x.size == 0 or x.size % rows:
-            raise ScpiError(OUT_OF_RANGE, f"Data out of range; inputs must be n x {rows}")
+        return self._product(block, self.shape[0], self.shape[1], "inputs", "mvm")
+
+    @command(":MVM:TRANsposed?")
+    def mvm_transposed(self, args, block):
+        return self._product(block, self.shape[1], self.shape[0], "column inputs",
+                             "mvm_transposed")
+
+    def _product(self, block, width: int, outputs: int, what: str, method: str):
+        """A forward or transposed product: ``width`` volts per vector in, ``outputs``
+        currents out, through the chip's ``method`` (open lines: the ADC's noise alone)."""
+        x = self._floats(block, None, what)
+        if x.size == 0 or x.size % width:
+            raise ScpiError(OUT_OF_RANGE, f"Data out of range; {what} must be n x {width}")
         if np.any(np.abs(x) > BOARD_MAX_VOLTS):
             raise ScpiError(OUT_OF_RANGE, "Data out of range; input voltage")
         self.bench.observed.note("mvm_voltage", float(np.abs(x).max()))
         self._overhead()
         chip = self._chip()
-        x2 = x.reshape(-1, rows).astype(np.float64)
-        if chip is None:  # open bit lines: the column ADC's output noise alone
+        x2 = x.reshape(-1, width).astype(np.float64)
+        if chip is None:  # open lines: the sense chain's output noise alone
             sigma = self.bench.spec.adc.mvm_output_noise * self.mvm_range
-            noise = sigma * normals(self._open_rng, x2.shape[0] * self.shape[1])
+            noise = sigma * normals(self._open_rng, x2.shape[0] * outputs)
             out = devices.quantize(noise.reshape(x2.shape[0], -1), self.mvm_range,
                                    self.bench.spec.adc.mvm_bits, True)
             self.bench.clock.advance(MVM_TIME * x2.shape[0])
         else:
-            out = chip.mvm(x2, full_scale=self.mvm_range)
-        return encode_block(out.astype("<f4").tobytes())
-
-    @command(":MVM:TRANsposed?")
-    def mvm_transposed(self, args, block):
-        cols = self.shape[1]
-        v = self._floats(block, None, "column inputs")
-        if v.size == 0 or v.size % cols:
-            raise ScpiError(OUT_OF_RANGE, f"Data out of range; column inputs must be n x {cols}")
-        if np.any(np.abs(v) > BOARD_MAX_VOLTS):
-            raise ScpiError(OUT_OF_RANGE, "Data out of range; input voltage")
-        self.bench.observed.note("mvm_voltage", float(np.abs(v).max()))
-        self._overhead()
-        chip = self._chip()
-        v2 = v.reshape(-1, cols).astype(np.float64)
-        if chip is None:  # open word lines: the sense chain's output noise alone
-            sigma = self.bench.spec.adc.mvm_output_noise * self.mvm_range
-            noise = sigma * normals(self._open_rng, v2.shape[0] * self.shape[0])
-            out = devices.quantize(noise.reshape(v2.shape[0], -1), self.mvm_range,
-                                   self.bench.spec.adc.mvm_bits, True)
-            self.bench.clock.advance(MVM_TIME * v2.shape[0])
-        else:
-            out = chip.mvm_transposed(v2, full_scale=self.mvm_range)
+            out = getattr(chip, method)(x2, full_scale=self.mvm_range)
         return encode_block(out.astype("<f4").tobytes())
 
     @command(":MVM:RANGe")
