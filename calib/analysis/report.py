@@ -27,7 +27,7 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
     runs = store.runs()
     # read every run first: a die file that cannot be read leaves no report folder behind
     data = {info.run_id: store.read_run(info.run_id) for info in runs
-            if info.protocol in ("write_verify", "variability", "infer")
+            if info.protocol in ("write_verify", "variability", "infer", "train")
             and info.status == "complete"}
     out = Path(out_dir) if out_dir else store.path.with_name(store.path.stem + "_report")
     out.mkdir(parents=True, exist_ok=True)
@@ -49,6 +49,13 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> dict:
 
             lines.extend(infer_lines(data[info.run_id]))
             plots.append(plot_infer(data[info.run_id], f"{store.path.name} {info.run_id}",
+                                    out / f"{store.path.stem}_{info.run_id}.png"))
+            continue
+        if info.protocol == "train" and info.status == "complete":
+            from calib.analysis.train_report import plot_train, train_lines
+
+            lines.extend(train_lines(data[info.run_id]))
+            plots.append(plot_train(data[info.run_id], f"{store.path.name} {info.run_id}",
                                     out / f"{store.path.stem}_{info.run_id}.png"))
             continue
         if info.protocol != "write_verify" or info.status != "complete":

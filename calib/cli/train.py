@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -36,15 +38,27 @@ def _lines(s: dict) -> list[str]:
     return out
 
 
-def _progress(enabled: bool):
-    if not (enabled and sys.stderr.isatty()):
-        return None
+def epoch_text(r: dict) -> str:
+    return (f"epoch {r['epoch']}: train {r['train_accuracy']:.2%}, test "
+            f"{r['test_accuracy']:.2%}, {r['pulses']} pulses")
 
-    def show(r: dict) -> None:
-        click.echo(f"epoch {r['epoch']}: test {r['test_accuracy']:.2%}, loss {r['loss']:.3f}, "
-                   f"{r['pulses']} pulses", err=True)
 
-    return show
+@contextmanager
+def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
+    """Each epoch's accuracy and pulses on stderr as it ends: a bar on a terminal, one
+    line per epoch otherwise (a log file, a batch job); None when not ``enabled``."""
+    stream = sys.stderr if stream is None else stream
+    if not enabled:
+        yield None
+    elif not stream.isatty():
+        yield lambda r: click.echo(epoch_text(r), file=stream)
+    else:
+        with click.progressbar(length=epochs, label="training", file=stream, show_pos=True,
+                               item_show_func=lambda r: r and epoch_text(r)) as bar:
+            def show(r: dict) -> None:
+                bar.update(max(0, r["epoch"] - bar.pos), r)
+
+            yield show
 
 
 @click.command("train")
@@ -73,7 +87,7 @@ def command(die_id, method, dataset, epochs, lr, batch, backward, resume, bench_
     """Train a network on a die's crossbar and score it on the held-out test split."""
     options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
                            backward=backward, resume=resume)
-    with open_bench(bench_file) as b:
+    with open_bench(bench_file) as b, epoch_progress(epochs, not as_json) as progress:
         summary = train_die(b, die_id, options, results=results, wafer=wafer,
-                            progress=_progress(not as_json))
+                            progress=progress)
     emit(summary, as_json, _lines)

@@ -188,6 +188,10 @@ def _start(bench, store, data, params, method, found, run):
 
 
 def _epochs(bench, run, trainer: InSitu, params, method, die, progress) -> None:
+    steps = -(-trainer.subset.size // params.batch)  # batches per epoch
+    if trainer.epoch:  # resumed: the series starts with the epochs already trained
+        run.append("checkpoints", _rows(trainer.records[1:], steps))
+    shown = 0 if progress is None else _show(progress, trainer.records, 0)
     while trainer.epoch < params.epochs:
         check_interrupt()
         try:
@@ -202,12 +206,23 @@ def _epochs(bench, run, trainer: InSitu, params, method, die, progress) -> None:
         arrays, meta = trainer.to_arrays()
         numbers, text = split_text(arrays)
         run.save_artifact("checkpoint", numbers, {**meta, "method": method, "text": text})
-        run.append("checkpoints", np.array(
-            [(record.epoch, trainer.epoch * -(-trainer.subset.size // params.batch),
-              record.loss, record.test_accuracy, record.pulses, record.bench_time_s,
-              record.wall_time_s)], dtype=CHECKPOINTS))
+        run.append("checkpoints", _rows([record], steps))
         if progress is not None:
-            progress(dataclasses.asdict(record))
+            shown = _show(progress, trainer.records, shown)
+
+
+def _rows(records, steps: int) -> np.ndarray:
+    """Epoch records as rows of the run's ``checkpoints`` series."""
+    return np.array([(r.epoch, r.epoch * steps, r.loss, r.train_accuracy, r.test_accuracy,
+                      r.pulses, r.transactions, r.bench_time_s, r.wall_time_s)
+                     for r in records], dtype=CHECKPOINTS)
+
+
+def _show(progress, records, shown: int) -> int:
+    """Hand the records not yet shown (epoch 0 too, on a fresh run) to ``progress``."""
+    for r in records[shown:]:
+        progress(dataclasses.asdict(r))
+    return len(records)
 
 
 def _finish(run, trainer: InSitu, same, ex_situ, method, die, store) -> dict[str, Any]:

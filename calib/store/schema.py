@@ -132,8 +132,10 @@ PROGRESS = np.dtype([("step", "i4"), ("done", "i4"), ("total", "i4"), ("bench_ti
                      ("wall_time_s", "f8")])
 TEMPERATURE_PROGRESS = np.dtype([("setpoint_c", "f8"), ("measured_c", "f8"),
                                  ("settled_s", "f8"), ("bench_time_s", "f8")])
-CHECKPOINTS = np.dtype([("epoch", "i4"), ("step", "i4"), ("loss", "f8"), ("accuracy", "f8"),
-                        ("pulses", "i8"), ("bench_time_s", "f8"), ("wall_time_s", "f8")])
+# a train run's epochs: accuracy is the test split's, step the batches trained so far
+CHECKPOINTS = np.dtype([("epoch", "i4"), ("step", "i4"), ("loss", "f8"),
+                        ("train_accuracy", "f8"), ("accuracy", "f8"), ("pulses", "i8"),
+                        ("transactions", "i8"), ("bench_time_s", "f8"), ("wall_time_s", "f8")])
 SWEEP_PROGRESS = np.dtype([("die", "i4"), ("status", "S12"), ("run", "S40"),
                            ("in_band_fraction", "f8"), ("wall_time_s", "f8")])
 
@@ -194,10 +196,13 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         Dataset("progress", TEMPERATURE_PROGRESS, "one row per visit",
                 appendable=True),
     )),
-    Job("train", "in-situ training of the programmed weights", (
-        Dataset("checkpoints", CHECKPOINTS, "one row per checkpoint", appendable=True),
-        Dataset("weights", "float", "the weights at the end"),
-        Dataset("conductance", "float", "the conductances at the end, S"),
+    Job("train", "in-situ training of a network on the array (artifacts: checkpoint, "
+        "replaced every epoch; response_model, at the end)", (
+        Dataset("checkpoints", CHECKPOINTS, "one row per finished epoch (a resumed run starts "
+                "with the epochs of the checkpoint it continues)", appendable=True),
+        Dataset("weights", "float", "every layer's weights as read at the end, layer 0 "
+                "row-major, then layer 1"),
+        Dataset("conductance", "float", "the array as read at the end, S (NaN: unused)"),
     )),
     Job("user_step", "a lab's own step in a wafer sweep (module:function); its summary is "
         "the dict the function returned", (

@@ -89,7 +89,10 @@ def test_bench_lost_mid_epoch_is_interrupted_and_resumes(trained, monkeypatch):
     assert out.exit_code == 0, out.output
     s = json.loads(out.output)
     assert [r["epoch"] for r in s["epochs_record"]] == [0, 1, 2, 3]
-    assert store.read_run(s["run"])["params"]["resumed_from"] == lost.run_id
+    resumed = store.read_run(s["run"])
+    assert resumed["params"]["resumed_from"] == lost.run_id
+    # the resumed run's series is the whole training: the checkpoint's epoch, then its own
+    assert list(resumed["checkpoints"]["epoch"]) == [1, 2, 3]
 
 
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
@@ -128,3 +131,67 @@ def test_a_die_with_no_formed_cells_stops_with_one_line(tmp_path):
                                           epochs=1), results=tmp_path / "r")
     store = DieStore(next((tmp_path / "r").rglob("die_12.h5")))
     assert [r.status for r in store.runs() if r.protocol == "train"] == ["failed"]
+
+
+def test_checkpoint_rows_hold_each_epochs_record(trained):
+    _, _, s = trained
+    rows = DieStore(s["file"]).read_run(s["run"])["checkpoints"]
+    for row, r in zip(rows, s["epochs_record"][1:], strict=True):
+        assert row["epoch"] == r["epoch"] and row["step"] == 6 * r["epoch"]  # 6 batches
+        for field, key in [("train_accuracy", "train_accuracy"), ("accuracy", "test_accuracy"),
+                           ("loss", "loss"), ("pulses", "pulses"),
+                           ("transactions", "transactions"), ("bench_time_s", "bench_time_s")]:
+            assert row[field] == pytest.approx(r[key]), field
+    assert all(rows["transactions"] > 0) and all(0 <= rows["train_accuracy"])
+
+
+def test_report_plots_accuracy_and_pulses_against_the_float_baseline(trained):
+    import matplotlib.image
+
+    tmp, _, s = trained
+    out = run("report", s["file"], "--out", tmp / "report", "--json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    png = tmp / "report" / f"die_12_{s['run']}.png"
+    assert str(png) in report["plots"] and png.stat().st_size > 20_000
+    pixels = matplotlib.image.imread(png)
+    assert pixels.shape[1] > 1000 and pixels[..., :3].std() > 0.05  # drawn, not blank
+    text = (tmp / "report" / "die_12_summary.txt").read_text()
+    assert f"against float baseline {s['float_accuracy']:.2%}" in text
+    assert f"{s['pulses']} pulses" in text
+    for r in s["epochs_record"]:
+        assert f"epoch {r['epoch']}: train {r['train_accuracy']:.2%}, test " in text
+
+
+def test_progress_is_a_line_per_epoch_off_a_terminal(tmp_path):
+    data = blobs(tmp_path / "b.npz")
+    out = CliRunner().invoke(main, [str(a) for a in (
+        "train", "--die", 12, "--method", "mixed", "--dataset", data, "--epochs", 2, "--lr",
+        0.5, "--batch", 5, "--results", tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    lines = out.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 0", "epoch 1", "epoch 2"]
+    assert all(re.search(r"train \d+\.\d\d%, test \d+\.\d\d%, \d+ pulses$", line)
+               for line in lines), lines
+
+
+def test_progress_is_a_bar_on_a_terminal():
+    import io
+
+    from calib.cli.train import epoch_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    record = {"epoch": 0, "train_accuracy": 0.1, "test_accuracy": 0.125, "pulses": 0}
+    term = Terminal()
+    with epoch_progress(3, True, term) as show:
+        for epoch, pulses in enumerate([0, 340, 120, 60]):
+            show({**record, "epoch": epoch, "test_accuracy": 0.5 + epoch / 10,
+                  "pulses": pulses})
+    text = term.getvalue()
+    assert "training" in text and "3/3" in text and "\r" in text  # redrawn in place
+    assert "epoch 3: train 10.00%, test 80.00%, 60 pulses" in text
+    with epoch_progress(3, False, term) as show:  # --json: nothing
+        assert show is None

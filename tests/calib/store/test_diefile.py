@@ -170,13 +170,14 @@ def test_version_1_files_open_read_and_upgrade(tmp_path):
 def test_append_time_series(tmp_path):
     store = DieStore(tmp_path / "d.h5", "w", 1)
     run = store.start_run("train", {"epochs": 3})
-    dtype = [("epoch", "i4"), ("step", "i4"), ("loss", "f8"), ("accuracy", "f8"),
-             ("pulses", "i8"), ("bench_time_s", "f8"), ("wall_time_s", "f8")]
+    dtype = [("epoch", "i4"), ("step", "i4"), ("loss", "f8"), ("train_accuracy", "f8"),
+             ("accuracy", "f8"), ("pulses", "i8"), ("transactions", "i8"),
+             ("bench_time_s", "f8"), ("wall_time_s", "f8")]
     for epoch in range(3):
-        rows = np.array([(epoch, step, 1.0 / (1 + step), 0.5, 10, 0.1, 0.2)
+        rows = np.array([(epoch, step, 1.0 / (1 + step), 0.6, 0.5, 10, 3, 0.1, 0.2)
                          for step in range(4)], dtype=dtype)
         assert store.append(run, "checkpoints", rows) == 4 * (epoch + 1)
-    assert store.append(run, "checkpoints", [(9, 9, 0.0, 1.0, 0, 0.0, 0.0)]) == 13
+    assert store.append(run, "checkpoints", [(9, 9, 0.0, 1.0, 1.0, 0, 0, 0.0, 0.0)]) == 13
     store.finish_run(run, {"weights": np.zeros((2, 2))}, {"epochs": 3})
     data = store.read_run(run)
     assert data["checkpoints"].shape == (13,) and list(data["checkpoints"]["epoch"][-2:]) == [2, 9]
