@@ -202,10 +202,10 @@ def _checked(bench, die: int, options: InferOptions) -> int:
             raise InferInputError("--temperature needs a thermal role and a clock role "
                                   "([roles.thermal], [roles.clock])")
         bench.guard.temperature(options.temperature_c)  # outside the chip's limits: refused
-        for name in ("settle_timeout_s", "soak_s"):
-            value = getattr(options, name)
-            if not (math.isfinite(value) and value >= (0 if name == "soak_s" else 1e-9)):
-                raise InferInputError(f"{name}: a positive number of seconds, got {value!r}")
+        for flag, value, least in (("--settle-timeout", options.settle_timeout_s, "> 0"),
+                                   ("--soak", options.soak_s, ">= 0")):
+            if not (math.isfinite(value) and (value > 0 if least == "> 0" else value >= 0)):
+                raise InferInputError(f"{flag}: a number of seconds {least}, got {value!r}")
     if TEMPERATURE in options.compensation and options.temperature_source == "chuck" \
             and bench.thermal is None:
         raise InferInputError("--temperature-source chuck needs a thermal role ([roles.thermal])")
