@@ -30,6 +30,7 @@ class JobInterrupted(KeyboardInterrupt):
 
 
 _pending: list[int] = []  # a signal whose exception has not reached the job yet
+_deferring: list[bool] = []  # inside a die-file write the run's status depends on
 
 
 @contextmanager
@@ -48,7 +49,8 @@ def signals_interrupt() -> Iterator[None]:
 
     def stop(signum, frame):  # noqa: ARG001 - the signal API
         _pending.append(signum)
-        raise JobInterrupted(f"stopped by {signal.Signals(signum).name}")
+        if not _deferring:  # else raised when the write is done (deferred_interrupts)
+            raise JobInterrupted(f"stopped by {signal.Signals(signum).name}")
 
     def quiet(unraisable, default=sys.unraisablehook):  # the swallowed stop is re-raised
         if not isinstance(unraisable.exc_value, JobInterrupted):
@@ -67,6 +69,18 @@ def signals_interrupt() -> Iterator[None]:
         sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Within the block a signal is remembered, not raised: a stop landing inside the
+    die-file write that starts or ends a run would otherwise leave it ``running``. The
+    stop takes effect at the next :func:`check_interrupt`."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
 
 
 def check_interrupt() -> None:
@@ -99,9 +113,10 @@ class Run:
         self.store.save_artifact(self.id, name, arrays, meta or {})
 
     def finish(self, arrays: dict[str, np.ndarray], summary: dict, **attrs: Any) -> None:
-        self.store.finish_run(self.id, arrays, summary,
-                              wall_time_s=time.perf_counter() - self.started_wall, **attrs)
-        self.finished = True
+        with deferred_interrupts():  # complete and known to be, or neither
+            self.store.finish_run(self.id, arrays, summary,
+                                  wall_time_s=time.perf_counter() - self.started_wall, **attrs)
+            self.finished = True
 
 
 def _temperature(bench) -> float | None:
@@ -117,15 +132,19 @@ def recorded_run(bench, store: DieStore, job: str, params: dict, **attrs: Any) -
     the error, and the exception goes on.
     """
     with signals_interrupt():
-        run_id = store.start_run(job, params, bench.identities(), _temperature(bench),
-                                 bench.datasheet.name, configuration=bench.configuration(),
-                                 datasheet=bench.datasheet.to_dict(), **attrs)
+        identities, configuration = bench.identities(), bench.configuration()
+        with deferred_interrupts():  # a run in the file is always one this block ends
+            run_id = store.start_run(job, params, identities, _temperature(bench),
+                                     bench.datasheet.name, configuration=configuration,
+                                     datasheet=bench.datasheet.to_dict(), **attrs)
         run = Run(store, run_id, job)
         try:
+            check_interrupt()  # a stop that came while the run was being started
             yield run
             if not run.finished:
                 run.finish({}, {})
         except BaseException as exc:
             if not run.finished:
-                store.fail_run(run_id, f"{type(exc).__name__}: {exc}", status_for(exc))
+                with deferred_interrupts():
+                    store.fail_run(run_id, f"{type(exc).__name__}: {exc}", status_for(exc))
             raise

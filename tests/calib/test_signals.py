@@ -37,6 +37,18 @@ def _statuses(results: Path) -> list[str]:
     return [r.status for f in files for r in DieStore(f).runs()]
 
 
+def _wait_for_a_run(results: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Until the die file holds a run (its status may be anything) or the process ended."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            if _statuses(results):
+                return
+        except Exception:  # noqa: BLE001 - a file being created reads as not there yet
+            pass
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_at_any_moment_leaves_no_run_running(tmp_path, signum):
     bench = tmp_path / "bench.toml"  # 256 x 256: a run long enough to be hit inside
@@ -46,7 +58,11 @@ def test_a_signal_at_any_moment_leaves_no_run_running(tmp_path, signum):
     for trial in range(8):
         results = tmp_path / f"t{trial}"
         proc = _program(results, 12, "--bench", str(bench))
-        time.sleep(float(rng.uniform(0.5, 1.4)))
+        if trial % 2:  # at a random moment of start-up or of the job
+            time.sleep(float(rng.uniform(0.5, 1.4)))
+        else:  # inside the job, however long a loaded machine takes to start it
+            _wait_for_a_run(results, proc)
+            time.sleep(float(rng.uniform(0.0, 0.3)))
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         statuses = _statuses(results)
@@ -97,3 +113,23 @@ def test_a_stop_swallowed_by_a_callback_is_not_lost():
         for _ in range(100):  # the job goes on ... to its next safe point
             check_interrupt()
     check_interrupt()  # delivered: nothing pending any more
+
+
+def test_a_stop_inside_the_write_that_starts_a_run_does_not_leave_it_running(tmp_path):
+    """The signal lands while the die file is being written to start the run: the run is
+    written whole, then ended interrupted, not left ``running``."""
+    from calib.jobs.run import JobInterrupted, recorded_run
+    from calib.wiring import open_bench
+
+    store = DieStore(tmp_path / "die_1.h5", "w", 1)
+    real = store.start_run
+
+    def start_run(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs now, mid-write
+        return real(*args, **kwargs)
+
+    store.start_run = start_run
+    with open_bench() as bench, pytest.raises(JobInterrupted, match="SIGTERM"):
+        with recorded_run(bench, store, "write_verify", {}):
+            raise AssertionError("the job must not begin after a stop")
+    assert [r.status for r in store.runs()] == ["interrupted"]
