@@ -17,7 +17,7 @@ from calib.cli.options import (
     wafer_option,
 )
 from calib.jobs import PATTERNS, ProgramOptions, make_targets, program_die
-from calib.jobs.program import die_variability_map
+from calib.jobs.program import die_variability_map, parse_hold
 from calib.jobs.targets import PLACEMENTS
 from calib.wiring import open_bench
 
@@ -30,6 +30,11 @@ def _lines(s: dict) -> list[str]:
            f"{s['iterations']} iterations, {s['transactions']} transactions; bench time "
            f"{s['bench_time_s']:.2f} s, wall {s['wall_time_s']:.2f} s",
            f"stored {s['run']} in {s['file']}"]
+    if s.get("hold_s"):
+        out.insert(2, f"hold {s['hold_s']:g} s: {s['in_band_now_fraction']:.2%} in band now, "
+                      f"{s['in_band_hold_predicted'] or 0:.2%} predicted at the hold time "
+                      f"({s['hold_rounds']} wait / re-read rounds, "
+                      f"{s['relax_wait_time_s']:.0f} s of waiting)")
     if "placement" in s:
         p = s["placement"]
         out.insert(2, f"fault-aware placement from {p['map_run']}: {p['faulty_cells_used']} "
@@ -56,6 +61,10 @@ def _lines(s: dict) -> list[str]:
 @click.option("--relax-wait", type=click.FloatRange(0, 86400), default=None,
               help="Fixed seconds to let cells relax before each touch-up (0: no "
                    "touch-up; default: as long as the phase before took, at least 3 s; PCM 5).")
+@click.option("--hold", default=None, metavar="DURATION",
+              help="Aim for the band this long after programming ends (e.g. 1h, 30min, 1d; "
+                   "0: now): re-reads after waits learn the die's relaxation, and cells "
+                   "predicted to relax out are programmed again.")
 @click.option("--read-averages", type=click.IntRange(1, 1024), default=None,
               help="Conversions the instrument averages per verify read (default 8; 1 for "
                    "boards without read averaging).")
@@ -65,15 +74,18 @@ def _lines(s: dict) -> list[str]:
 @click.option("--no-form", is_flag=True, help="Skip forming even if the chip needs it.")
 @json_option
 def command(die_id, weights, target, pattern, placement, tolerance, max_pulses, relax_wait,
-            read_averages, bench_file, results, wafer, no_form, as_json) -> None:
+            hold, read_averages, bench_file, results, wafer, no_form, as_json) -> None:
     """Program a die by write-verify and store the run (default: the example layer)."""
     if relax_wait is not None and not math.isfinite(relax_wait):
         raise click.BadParameter("must be a finite number of seconds", param_hint="--relax-wait")
+    hold_s = None if hold is None else parse_hold(hold)
     options = ProgramOptions(tolerance=tolerance, max_pulses=max_pulses, relax_wait_s=relax_wait,
-                             read_averages=read_averages, form=False if no_form else None)
+                             read_averages=read_averages, form=False if no_form else None,
+                             hold_s=hold_s)
     with open_bench(bench_file) as b:
         sheet = b.datasheet
         options.params(sheet)  # every option checked before any instrument is opened
+        options.hold()
         w = sheet.window
         vmap = None
         if placement == "fault-aware" and target is None and pattern is None:

@@ -19,6 +19,7 @@ import numpy as np
 import protocols
 from calib.jobs.die import check_die_id, die_store, reach_die, wafer_name
 from calib.jobs.form import form_pristine
+from calib.jobs.infer import AGE_UNITS, InferInputError, parse_ages
 from calib.jobs.map import load_map
 from calib.jobs.run import check_interrupt, recorded_run
 from calib.jobs.targets import ProgramInputError, Targets
@@ -27,6 +28,7 @@ from protocols.placement import Placement, weights_from_placement
 from protocols.profiles import write_verify_params
 from protocols.variability.result import VariabilityMap
 from protocols.weights import weights_from_conductances
+from protocols.write_verify import HoldParams, WriteVerifyError
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ProgramOptions:
     relax_wait_s: float | None = None  # fixed wait before each touch-up (0: no touch-up)
     read_averages: int | None = None  # conversions per verify read, on the instrument
     form: bool | None = None  # None: form when the datasheet says the chip needs it
+    hold_s: float | None = None  # aim for the band this long after programming (0/None: now)
 
     def params(self, datasheet) -> protocols.WriteVerifyParams:
         """The protocol's parameters; raises a one-line error naming a bad option."""
@@ -49,6 +52,28 @@ class ProgramOptions:
         return write_verify_params(datasheet, tolerance=float(tol), max_pulses=self.max_pulses,
                                    relax_wait_s=self.relax_wait_s,
                                    read_averages=self.read_averages)
+
+    def hold(self) -> HoldParams | None:
+        """Hold mode's parameters (None: off); a one-line error for a bad ``hold_s``."""
+        if not self.hold_s:
+            return None
+        try:
+            return HoldParams(hold_s=self.hold_s)
+        except WriteVerifyError:
+            raise ProgramInputError(f"--hold {self.hold_s!r} s: give a finite hold time >= 0 "
+                                    "(e.g. --hold 1h; 0: no hold)") from None
+
+
+def parse_hold(text: str) -> float:
+    """``calib program --hold 1h`` -> 3600.0 s; the units of ``calib infer --at``."""
+    try:
+        ages = parse_ages(text) if "," not in str(text) else ()
+    except InferInputError:
+        ages = ()
+    if len(ages) != 1:
+        raise ProgramInputError(f"--hold {text!r}: give one duration such as 0, 90s, 10min, "
+                                "1h, 1d (units " + ", ".join(AGE_UNITS) + ")")
+    return ages[0]
 
 
 CHECKPOINT_WALL_S = 60.0  # a long run saves its per-cell state at least this often (wall)
@@ -144,6 +169,7 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
     die = check_die_id(die, ProgramInputError)
     sheet = bench.datasheet
     params = options.params(sheet)
+    hold = options.hold()
     if targets.values.shape != sheet.shape:
         raise ProgramInputError(f"targets are {targets.values.shape}, the chip is "
                                 f"{sheet.shape} (datasheet {sheet.name})")
@@ -153,13 +179,16 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
         form_pristine(bench, store)
     placed = targets.placement
     run_params = {**asdict(params), "target_source": targets.source}
+    if hold is not None:
+        run_params["hold"] = asdict(hold)
     if targets.mapping is not None:
         run_params["weight_mapping"] = asdict(targets.mapping)
     if placed is not None:
         run_params["placement"] = {**placed.to_dict(), "map_run": targets.map_run}
     with recorded_run(bench, store, "write_verify", run_params, die=int(die)) as run:
         result = protocols.write_verify(bench.array, targets.values, clock=bench.clock,
-                                        params=params, progress=Checkpoints(run, progress))
+                                        params=params, progress=Checkpoints(run, progress),
+                                        hold=hold)
         summary = {"die": int(die), **result.summary(), "file": str(store.path),
                    "run": run.id}
         if placed is not None:
@@ -170,7 +199,8 @@ def program_die(bench, die: int, targets: Targets, options: ProgramOptions = Pro
 
 
 def _save_learned_state(run, result) -> dict:
-    """The response model and read-noise fit as artifacts for later jobs on this die.
+    """The response model, read-noise fit and (hold mode) relaxation law as artifacts for
+    later jobs on this die.
 
     Nice to have, never at the cost of the results: if they cannot be stored (a full
     disk: the response model is ~50 bytes per cell), the run still records its results
@@ -179,9 +209,12 @@ def _save_learned_state(run, result) -> dict:
     try:
         run.save_artifact("response_model", result.response.to_arrays())
         run.save_artifact("read_noise", result.read_noise.to_arrays())
+        if result.relaxation is not None:
+            run.save_artifact("relaxation", result.relaxation.to_arrays())
     except DieStoreError as exc:
         return {"artifacts_error": str(exc)}
-    return {"artifacts": ["response_model", "read_noise"]}
+    return {"artifacts": ["response_model", "read_noise"]
+            + (["relaxation"] if result.relaxation is not None else [])}
 
 
 def _save_placement(run, targets: Targets) -> dict:

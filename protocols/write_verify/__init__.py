@@ -11,9 +11,11 @@ the cells relax (clock role), re-reads, and touches up those that left the band.
 
 Modules: ``params`` (the knobs), ``result`` (what a run reports), ``status``
 (per-cell states), ``loop`` (the phases), ``response`` (pulse-response models),
-``read_noise`` (the online read-noise fit).
+``read_noise`` (the online read-noise fit), ``hold`` (the relaxation law learned
+for retention-aware programming, ``hold_s``).
 """
 
+from protocols.write_verify.hold import HoldParams, RelaxationLaw
 from protocols.write_verify.loop import write_verify
 from protocols.write_verify.params import WriteVerifyError, WriteVerifyParams
 from protocols.write_verify.read_noise import ReadNoise
@@ -22,7 +24,7 @@ from protocols.write_verify.result import IterationRecord, Progress, WriteVerify
 from protocols.write_verify.status import CellStatus
 
 __all__ = [
-    "AdaptiveResponse", "CellStatus", "IterationRecord", "Progress", "PulseModel", "ReadNoise",
-    "ResponseModel", "WriteVerifyError", "WriteVerifyParams", "WriteVerifyResult",
-    "write_verify",
+    "AdaptiveResponse", "CellStatus", "HoldParams", "IterationRecord", "Progress", "PulseModel",
+    "ReadNoise", "RelaxationLaw", "ResponseModel", "WriteVerifyError", "WriteVerifyParams",
+    "WriteVerifyResult", "write_verify",
 ]

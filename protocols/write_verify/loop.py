@@ -15,6 +15,11 @@
     response model; probes get one opposite-polarity pulse.
 * **touch-up**: after a relaxation wait (clock role), re-read the converged
   cells and program again those that left the band.
+* **hold** (``hold_s`` > 0, instead of touch-up): rounds of wait and re-read that
+  fit the die's relaxation law (``hold.py``), predict each cell's chance of being
+  in band ``hold_s`` after programming ends, and program again, aimed at the
+  value the law expects at the hold time, those unlikely to be; until the
+  predicted in-band stops improving.
 
 Uses only the ArrayController and Clock roles: no instrument, file or print.
 """
@@ -27,6 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from protocols.write_verify.hold import HoldParams, RelaxationFit, RelaxationLaw, log_age
 from protocols.write_verify.params import WriteVerifyError, WriteVerifyParams
 from protocols.write_verify.read_noise import ReadNoise
 from protocols.write_verify.response import (
@@ -53,6 +59,8 @@ def write_verify(
     progress: Callable[[Progress], None] | None = None,
     response: ResponseModel | None = None,
     read_noise: ReadNoise | None = None,
+    relaxation: RelaxationLaw | None = None,
+    hold: HoldParams | None = None,
     **overrides,
 ) -> WriteVerifyResult:
     """Program ``target_siemens`` (NaN = leave alone) onto ``array``.
@@ -64,8 +72,12 @@ def write_verify(
     :class:`AdaptiveResponse`; a previous result's ``response`` to carry on
     what it learned, no pilot then; the benchmarks' oracle). ``read_noise``:
     likewise the read-noise fit. Both are updated in place and returned in the
-    result.
+    result. ``hold_s`` (seconds; a :class:`HoldParams` field, like every
+    ``hold_<name>`` keyword, or ``hold=``): aim for the band that long after
+    programming ends (see ``hold.py``); ``relaxation``: a law learned before on
+    this die (a result's ``relaxation``), so the first pass is aimed already.
     """
+    hold = _hold_params(hold, overrides)
     params = _with_overrides(params or WriteVerifyParams(), tolerance, overrides)
     shape = tuple(array.shape)
     flat_t = _checked_target(target_siemens, shape)
@@ -77,10 +89,15 @@ def write_verify(
     elif getattr(response, "size", n) != n:
         raise WriteVerifyError(f"the response model covers {response.size} cells, the array "
                                f"has {n}")
+    if hold.on and clock is None:
+        raise WriteVerifyError("hold_s needs a clock (the Clock role) to wait and re-read")
     loop = _Loop(array, clock, params, response, flat_t, np.isfinite(flat_t), shape, progress,
-                 read_noise)
+                 read_noise, relaxation, hold)
     loop.program()
-    loop.touch_up()
+    if hold.on:
+        loop.hold()
+    else:
+        loop.touch_up()
     return loop.result()
 
 
@@ -94,6 +111,15 @@ def _with_overrides(params: WriteVerifyParams, tolerance: float | None,
         return replace(params, **overrides)
     except TypeError as exc:
         raise WriteVerifyError(str(exc)) from None
+
+
+def _hold_params(hold: HoldParams | None, overrides: dict) -> HoldParams:
+    """``hold`` with the ``hold_s`` / ``hold_<name>`` keywords taken out of ``overrides``."""
+    names = {"hold_s": "hold_s", **{f"hold_{f}": f for f in HoldParams.__dataclass_fields__
+                                    if f != "hold_s"}}
+    mine = {names[k]: overrides.pop(k) for k in list(overrides) if k in names}
+    hold = hold or HoldParams()
+    return replace(hold, **mine) if mine else hold
 
 
 def _checked_target(target_siemens: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -133,8 +159,10 @@ class _Loop:
     """The state of one run: per-cell arrays over the flat array, and the phases."""
 
     def __init__(self, array, clock, params, response, flat_t, targeted, shape, progress,
-                 read_noise: ReadNoise | None = None):
+                 read_noise: ReadNoise | None = None, relaxation: RelaxationLaw | None = None,
+                 hold: HoldParams | None = None):
         self.array, self.clock, self.p = array, clock, params
+        self.h = hold or HoldParams()
         self.response = response
         self.t, self.targeted, self.shape = flat_t, targeted, shape
         self.progress = progress
@@ -163,6 +191,17 @@ class _Loop:
         # Pilot: if the response model has learned nothing yet, the first batch goes to
         # a random few cells; the law fitted from their steps aims everyone else's.
         self.pilot_pending = bool(response.needs_pilot())
+        # hold mode: the loop aims at self.t, the caller's targets stay in self.goal;
+        # per cell the bench time (since t0_bench) of the last pulse and of the last look
+        self.goal, self.law, self.hold_predicted, self.hold_rounds = flat_t, relaxation, None, 0
+        self.must_pulse = None  # hold mode: cells re-opened for a pulse, not a re-read
+        if self.h.on:
+            self.must_pulse = np.zeros(n, bool)
+            self.t = flat_t.copy()
+            self.t_pulse = np.zeros(n, np.float32)
+            self.t_seen = np.zeros(n, np.float32)
+            if relaxation is not None:
+                self._aim(np.flatnonzero(targeted), relaxation)
 
     def bench_now(self) -> float:
         return self.clock.now() if self.clock is not None else 0.0
@@ -293,9 +332,13 @@ class _Loop:
         p = self.p
         sigma = self.noise.sigma(g) if p.accept_confidence > 0 else None
         if sigma is None:
-            return np.full(g.shape, fixed)
-        zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
-        return np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
+            zone = np.full(g.shape, fixed)
+        else:
+            zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
+            zone = np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
+        if self.h.on and self.h.accept_fraction < 1:
+            zone = np.minimum(zone, self.h.accept_fraction * p.tolerance)
+        return zone
 
     def _doubt_zone(self, g: np.ndarray, n_reads: np.ndarray) -> np.ndarray:
         """Half-width beyond which a mean of ``n_reads`` is confidently out of the band."""
@@ -318,6 +361,8 @@ class _Loop:
             zone = np.where(self.rejects[idx] >= p.doubt_rounds, self.accept,
                             self._doubt_zone(g, np.ones(idx.size)))
             done = np.abs(err) <= zone
+            if self.must_pulse is not None:  # hold: its trajectory was judged, not its read
+                done &= ~self.must_pulse[idx]
             self.status[idx[done]] = CONFIRM
             self.g_sum[idx[done]] = g[done]
             self.g_last[idx[done]] = g[done]
@@ -393,6 +438,8 @@ class _Loop:
         volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
         self._send(todo, polarity, volts, width)
         self.pulses[todo] += 1
+        if self.must_pulse is not None:
+            self.must_pulse[todo] = False
         normal = self.status[todo] == ACTIVE
         self.pending = (todo[normal], polarity[normal], volts[normal], width[normal],
                         self.g[todo[normal]].copy())
@@ -407,6 +454,8 @@ class _Loop:
         uniform = bool(np.all(width == width[0]))
         self.array.pulse_cells(cells[order], signed[order],
                                float(width[0]) if uniform else width[order])
+        if self.h.on:  # a pulse restarts the cell's relaxation
+            self.t_pulse[cells] = self.t_seen[cells] = self._bench_time()
 
     def _record(self, phase: str, active: int, pulsed: int) -> None:
         converged = int(np.count_nonzero(self.status == CONVERGED))
@@ -439,12 +488,88 @@ class _Loop:
         self.stalls[again] = 0
         return again.size > 0
 
+    # -- hold -------------------------------------------------------------------------
+    def hold(self) -> None:
+        """Rounds of: wait, re-read the accepted cells, fit the relaxation law to every
+        re-read so far, predict each cell's chance of being in band ``hold_s`` after
+        now, and program again (aimed at the value expected then) those below
+        ``touch_probability``. Stops, always just after a re-read, when the predicted
+        in-band gains less than ``min_gain`` or nothing is left to do."""
+        p, h = self.p, self.h
+        fit = RelaxationFit(p.seed)
+        wait = h.wait_s(p.relax_wait_s)
+        best = -1.0
+        for round_ in range(h.rounds):
+            if not np.any(self.status == CONVERGED):
+                break  # nothing accepted (a dead die): nothing to watch relax
+            self.clock.wait(wait)
+            self.waited += wait
+            self._look(fit)
+            self.hold_rounds = round_ + 1
+            law = fit.law() or self.law
+            if law is None:
+                continue  # one look cannot fit a spread that grows with ln t
+            self.law = law
+            cells, prob = self._hold_probability()
+            self.hold_predicted = float(prob.sum() / max(1, cells.size))
+            if self.hold_predicted < best + h.min_gain or round_ == h.rounds - 1:
+                break
+            best = self.hold_predicted
+            again = cells[(prob < h.touch_probability) & (self.status[cells] == CONVERGED)
+                          & (self.pulses[cells] < p.max_pulses)]
+            if again.size == 0 or self.iterations >= p.max_iterations:
+                break
+            self._aim(again, law, wait)
+            self.status[again] = ACTIVE
+            self.stalls[again] = 0
+            self.must_pulse[again] = True
+            self.phase_start = self.bench_now()
+            self.run("hold")
+
+    def _aim(self, idx: np.ndarray, law: RelaxationLaw, wait: float = 0.0) -> None:
+        """Targets of cells about to be programmed: the caller's, less the shift the law
+        expects from right after the pulse to the hold time (at least one more wait)."""
+        g = self.goal[idx]
+        self.t[idx] = g - law.shift(g, log_age(0.0), log_age(self.h.hold_s + wait))
+
+    def _look(self, fit: RelaxationFit) -> None:
+        """Re-read the accepted cells (mean of two reads); each re-read, against the cell's
+        previous estimate and age, is a sample of the relaxation law."""
+        idx = np.flatnonzero(self.status == CONVERGED)
+        first, second = self._read(idx), self._read(idx)
+        self.noise.add(first, second - first)
+        g = 0.5 * (first + second)
+        now = self._bench_time()
+        var = self._read_var(self.g[idx], self.n_reads[idx]) + self._read_var(g, 2)
+        fit.add(log_age(self.t_seen[idx] - self.t_pulse[idx]),
+                log_age(now - self.t_pulse[idx]), self.g[idx], g, var)
+        self.g[idx] = g
+        self.t_seen[idx] = now
+        self.n_reads[idx] = 2
+
+    def _read_var(self, g: np.ndarray, n_reads) -> np.ndarray:
+        """Variance of the mean of ``n_reads`` verify reads at ``g`` (0 until learned)."""
+        sigma = self.noise.sigma(g)
+        return np.zeros(np.shape(g)) if sigma is None else sigma ** 2 / np.maximum(n_reads, 1)
+
+    def _hold_probability(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cells that can reach their targets (accepted or out of budget) and the chance,
+        by the law, that each is in band ``hold_s`` after now."""
+        cells = np.flatnonzero((self.status == CONVERGED) | (self.status == EXHAUSTED))
+        now = self._bench_time()
+        age_now = self.t_seen[cells] - self.t_pulse[cells]
+        age_use = now + self.h.hold_s - self.t_pulse[cells]
+        g = self.g[cells]
+        prob = self.law.in_band(g, self.goal[cells], self.p.tolerance, log_age(age_now),
+                                log_age(age_use), self._read_var(g, self.n_reads[cells]))
+        return cells, np.nan_to_num(prob)
+
     # -- the result -------------------------------------------------------------------
     def result(self) -> WriteVerifyResult:
         final = np.where(self.targeted, self.g, np.nan)
         status = self.status.reshape(self.shape)
         return WriteVerifyResult(
-            target=self.t.copy().reshape(self.shape), final=final.reshape(self.shape),
+            target=self.goal.copy().reshape(self.shape), final=final.reshape(self.shape),
             pulses=self.pulses.copy().reshape(self.shape),
             converged=status == CONVERGED, unresponsive=status == UNRESPONSIVE,
             unreachable=status == UNREACHABLE,
@@ -454,4 +579,7 @@ class _Loop:
             bench_time_s=self._bench_time(), wall_time_s=time.perf_counter() - self.t0_wall,
             params=self.p, relax_wait_time_s=self.waited,
             response=self.response, read_noise=self.noise,
+            hold_s=float(self.h.hold_s), in_band_hold_predicted=self.hold_predicted,
+            relaxation=self.law if self.h.on else None, hold_rounds=self.hold_rounds,
+            hold=self.h if self.h.on else None,
         )

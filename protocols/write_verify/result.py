@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocols.write_verify.hold import HoldParams, RelaxationLaw
 from protocols.write_verify.params import WriteVerifyParams
 from protocols.write_verify.read_noise import ReadNoise
 from protocols.write_verify.response import ResponseModel
@@ -70,6 +71,13 @@ class WriteVerifyResult:
     relax_wait_time_s: float = 0.0  # of bench_time_s, spent waiting for relaxation
     response: ResponseModel | None = None  # the response model after the run
     read_noise: ReadNoise | None = None  # the read-noise fit after the run
+    # hold mode (hold_s > 0): the predicted share of cells that can reach their targets
+    # (accepted or out of budget) in band hold_s after the run, by the law it learned
+    hold_s: float = 0.0
+    in_band_hold_predicted: float | None = None
+    relaxation: RelaxationLaw | None = None
+    hold_rounds: int = 0  # wait / re-read rounds
+    hold: HoldParams | None = None  # the hold mode's knobs (None: off)
 
     @property
     def targeted(self) -> np.ndarray:
@@ -83,6 +91,13 @@ class WriteVerifyResult:
     def in_band_fraction(self) -> float:
         """Share of targeted cells whose last verify read is in the band (self-reported)."""
         return float(self.converged.sum() / max(1, self.cells))
+
+    @property
+    def in_band_now_fraction(self) -> float:
+        """Share of targeted cells whose last estimate is within the band of its target
+        (in hold mode the loop aims elsewhere, so this differs from the converged share)."""
+        err = np.abs(self.final - self.target)[self.targeted]
+        return float(np.mean(err <= self.params.tolerance)) if err.size else 0.0
 
     def pulse_stats(self) -> dict[str, float]:
         p = self.pulses[self.targeted]
@@ -102,7 +117,17 @@ class WriteVerifyResult:
             "pulses_p99": stats["p99"], "iterations": self.iterations,
             "transactions": self.transactions, "bench_time_s": self.bench_time_s,
             "relax_wait_time_s": self.relax_wait_time_s, "wall_time_s": self.wall_time_s,
+            **self._hold_summary(),
         }
+
+    def _hold_summary(self) -> dict:
+        if self.hold_s <= 0:
+            return {}
+        law = self.relaxation
+        return {"hold_s": self.hold_s, "in_band_now_fraction": self.in_band_now_fraction,
+                "in_band_hold_predicted": self.in_band_hold_predicted,
+                "hold_rounds": self.hold_rounds,
+                "relaxation_shift_per_ln_s": None if law is None else law.shift_per_ln_s}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-cell outcome and the iteration history, as the die file stores them."""
