@@ -13,7 +13,9 @@ std over the seeds of: the float baseline of the same network (plain SGD in nump
 hybrid and chip-in-the-loop the ex-situ network they transfer), the test accuracy on the
 chip, its gap to float, the plain-transfer accuracy (epoch 0), pulses per trained weight
 (programming excluded), array transactions and bench time per training sample, wall
-time. Targets (issue 13): mixed >= float - 1 pt; chip-in-the-loop >= float - 0.5 pt;
+time (mean over the seeds; every run's must stay within 10 min). By default pcm runs
+only the method that applies to it (chip-in-the-loop); ``--methods`` runs what it
+names. Targets (issue 13): mixed >= float - 1 pt; chip-in-the-loop >= float - 0.5 pt;
 hybrid recovers >= 80 % of what the plain transfer lost; sgd with 10 % stuck cells
 >= float - 3 pt. ``--resume-check``: mixed on die 12 is
 stopped at a random epoch (as Ctrl-C would), resumed with ``--resume``, and its final
@@ -40,10 +42,13 @@ from calib.wiring.bench import Bench  # noqa: E402
 from calib.wiring.config import default_config  # noqa: E402
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
+# where a method applies: PCM's abrupt (melt-quench) RESET wipes a device, so the in-situ
+# updates of sgd, mixed and hybrid, which RESET a pair's high device, do not apply as
+# built (docs/training.md: hybrid on pcm ends below its own transfer)
+APPLIES = {"pcm": ("chip-in-loop",)}
 TARGET_GAP = {"mixed": 0.01, "chip-in-loop": 0.005}
+MAX_WALL_S = 600.0  # a full default run of any method (issue 13)
 DIE = 12
-
-
 
 
 def chip_file(preset: str, case: str, tmp: Path) -> tuple[str, str]:
@@ -106,6 +111,9 @@ def report(preset: str, case: str, method: str, runs: list[dict]) -> None:
         verdict = f"recovers {rec.mean():.0%} {'ok' if rec.mean() >= 0.8 else 'MISSED'}"
     elif method == "sgd" and case == "stuck10":
         verdict = "ok" if gap.mean() <= 0.03 else "MISSED"
+    walls = np.array([r["wall_s"] for r in runs])
+    if walls.max() > MAX_WALL_S:
+        verdict += f" (a run took {walls.max():.0f} s > {MAX_WALL_S:.0f} s wall)"
     mean = {k: float(np.mean([r[k] for r in runs])) for k in (
         "pulses_per_weight", "transactions_per_sample", "bench_time_per_sample_s", "wall_s")}
     print(f"{preset:5} {case:8} {method:13} {line('float', flt)} {line('chip', acc)} "
@@ -120,7 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["rram", "pcm"])
     ap.add_argument("--cases", nargs="+", default=["die12", "stuck10"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="default: every method where it applies (pcm: chip-in-loop)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--resume-check", action="store_true")
@@ -130,7 +139,7 @@ def main() -> None:
         for preset in args.presets:
             for case in args.cases:
                 chip = chip_file(preset, case, tmp)
-                for method in args.methods:
+                for method in args.methods or APPLIES.get(preset, METHODS):
                     runs = [one(preset, chip, method, seed, args.epochs,
                                 tmp / f"{preset}-{case}-{method}-{seed}") for seed in args.seeds]
                     report(preset, case, method, runs)

@@ -81,16 +81,19 @@ def accuracy(weights, biases, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: int,
-                seed: int, weights=None, biases=None, layers=None) -> FloatBaseline:
+                seed: int, weights=None, biases=None, layers=None,
+                lr_decay: float = 1.0) -> FloatBaseline:
     """Plain SGD in float64 from ``init_weights`` (or the given weights); ``layers``:
-    the indices trained (None: all). The sample order is seeded."""
+    the indices trained (None: all); epoch e at ``lr * lr_decay ** (e - 1)``. The sample
+    order is seeded."""
     sizes = (data.features, hidden, data.classes)
     w = [np.array(a, np.float64) for a in (weights or init_weights(sizes, seed))]
     b = [np.array(a, np.float64) for a in (biases or [np.zeros(s) for s in sizes[1:]])]
     trained = range(len(w)) if layers is None else layers
     rng = np.random.default_rng([seed, 0x5EED])
     test, train, losses = [], [], []
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        rate = lr * lr_decay ** epoch
         order = rng.permutation(data.y_train.size)
         total = 0.0
         for i in range(0, order.size, batch):
@@ -99,8 +102,8 @@ def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: 
             total += cross_entropy(acts[-1], data.y_train[pick]) * pick.size
             grads = backward(w, acts, output_delta(acts[-1], data.y_train[pick]))
             for k in trained:
-                w[k] -= lr * grads[k][0]
-                b[k] -= lr * grads[k][1]
+                w[k] -= rate * grads[k][0]
+                b[k] -= rate * grads[k][1]
         losses.append(total / order.size)
         train.append(accuracy(w, b, data.x_train, data.y_train))
         test.append(accuracy(w, b, data.x_test, data.y_test))

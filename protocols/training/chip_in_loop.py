@@ -5,9 +5,14 @@ the training set is run through it on the chip, and the layers above are fine-tu
 digitally (plain SGD in numpy, one epoch per :meth:`ChipInLoop.run_epoch`) against
 those actual outputs — the chip's noise, IR drop, stuck cells and programming errors
 included; then the next layer is programmed, and so on. No backward product is needed
-on the chip and no pulse is sent between programmings. Once the last layer is
-programmed, its digital part (bias, and a gain per output for the column read-out) is
-fitted to its actual outputs on the training split. Records: epoch 0 and each
+on the chip and no pulse is sent between programmings. The last layer's programming
+error is nobody's to absorb, so once it is programmed the host reads it back: pairs
+with a device write-verify could not place (stuck, unformed, off target) keep only what
+their working device can realise (its sign, or the weight as read when both failed),
+the layer is fine-tuned again digitally around them (``RETUNE_EPOCHS`` on the same
+measured hidden outputs) and written again by write-verify (the devices on target
+only verified); then its digital part (bias, and a gain per output for the column
+read-out) is fitted to its actual outputs on the training split. Records: epoch 0 and each
 fine-tuning epoch score the programmed layers on the chip with the rest digital; the
 last epoch ends with the tuned layer programmed and the whole network on the chip.
 """
@@ -22,12 +27,28 @@ from protocols.inference import Mapping
 from protocols.profiles import write_verify_params
 from protocols.training.baseline import backward, cross_entropy, forward, output_delta
 from protocols.training.dataset import TrainData
-from protocols.training.layout import training_mapping, with_weights
+from protocols.training.layout import tile_cells, training_mapping, with_weights
 from protocols.training.params import TrainParams
 from protocols.training.passes import OnChip
 from protocols.training.result import EpochRecord, records_array, records_from
 from protocols.training.start import float_models, off_target, sizes_of
 from protocols.write_verify import AdaptiveResponse, write_verify
+
+RETUNE_EPOCHS = 5  # digital epochs around the last layer's failed devices
+
+
+def realisable(mapping: Mapping, k: int, skip: np.ndarray,
+               w_read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per weight of layer k, the (low, high) bounds its pair can still realise: the
+    full range; ``<= 0`` when G+ is in ``skip`` (the host takes it at the floor), ``>= 0``
+    when G- is; the weight as read when both are."""
+    tile = mapping.tiles[k]
+    plus, minus = tile_cells(mapping, k)
+    dead_p, dead_m = skip[plus], skip[minus]
+    both = dead_p & dead_m
+    low = np.where(both, w_read, np.where(dead_m, 0.0, -tile.w_clip))
+    high = np.where(both, w_read, np.where(dead_p, 0.0, tile.w_clip))
+    return low, high
 
 
 class ChipInLoop:
@@ -79,8 +100,20 @@ class ChipInLoop:
             self.records.append(self._record(0, float("nan"), 0, tx0, bench0, wall0, False))
             tx0, bench0, wall0 = self._counters()
         self.epoch += 1
+        loss = self.tune(self.params.lr_at(self.epoch), [self.params.seed, self.epoch])
+        pulses, last = 0, self.epoch >= self.params.epochs
+        if last:
+            pulses = self.program_layer(1)
+        record = self._record(self.epoch, loss, pulses, tx0, bench0, wall0, last)
+        self.records.append(record)
+        return record
+
+    def tune(self, lr: float, seed, bounds=None) -> float:
+        """One digital epoch of plain SGD on the last layer against the chip's measured
+        hidden outputs (``bounds``: (low, high) the weights are kept within); returns
+        the mean training loss."""
         h = self.features()[0]
-        order = np.random.default_rng([self.params.seed, self.epoch]).permutation(h.shape[0])
+        order = np.random.default_rng(seed).permutation(h.shape[0])
         total, b = 0.0, self.chip.biases
         for i in range(0, order.size, self.params.batch):
             pick = order[i:i + self.params.batch]
@@ -88,28 +121,45 @@ class ChipInLoop:
             y = self.data.y_train[pick]
             total += cross_entropy(acts[-1], y) * pick.size
             (dw, db), = backward([self.w[1]], acts, output_delta(acts[-1], y))
-            self.w[1] -= self.params.lr * dw
-            b[1] -= self.params.lr * db
-        pulses, last = 0, self.epoch >= self.params.epochs
-        if last:
-            pulses = self.program_layer(1)
-        record = self._record(self.epoch, total / order.size, pulses, tx0, bench0, wall0, last)
-        self.records.append(record)
-        return record
+            self.w[1] -= lr * dw
+            b[1] -= lr * db
+            if bounds is not None:
+                self.w[1] = np.clip(self.w[1], *bounds)
+        return total / order.size
 
     def program_layer(self, k: int) -> int:
-        """Write-verify layer k's tuned weights onto its tile; returns the pulses."""
+        """Write-verify layer k's tuned weights onto its tile, then tune the layer again
+        around the devices that failed and write it again (the devices already on
+        target are only verified); returns the pulses."""
+        pulses = self._write(k)
+        plus, minus = tile_cells(self.chip.mapping, k)
+        if (self.skip[plus] | self.skip[minus]).any():
+            w_read = np.nan_to_num(self.chip.weights()[k])
+            bounds = realisable(self.chip.mapping, k, self.skip, w_read)
+            self.w[k] = np.clip(self.w[k], *bounds)
+            lr = self.params.lr_at(self.params.epochs)
+            for i in range(RETUNE_EPOCHS):
+                self.tune(lr, [self.params.seed, 0xFA11, i], bounds)
+            pulses += self._write(k)
+        self.calibrate_outputs()
+        return pulses
+
+    def _write(self, k: int) -> int:
+        """One write-verify of layer k's targets (the devices in ``skip`` left alone);
+        the devices it leaves off target join ``skip``; the chip read again."""
         targets = with_weights(self.chip.mapping, self.w).targets
         tile = self.chip.mapping.tiles[k]
         only = np.full(targets.shape, np.nan)
         only[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets)
+        only.ravel()[self.skip] = np.nan
+        if not np.isfinite(only).any():  # every device of the tile failed before
+            return 0
         wv = write_verify(self.array, only, clock=self.clock,
                           params=write_verify_params(self.sheet), response=self.response)
         self.response = wv.response
         self.skip |= off_target(wv, trainable=False)
         self.chip.skip = self.skip
         self.chip.read()
-        self.calibrate_outputs()
         return int(np.sum(wv.pulses))
 
     def calibrate_outputs(self, steps: int = 200, lr: float = 0.5) -> None:

@@ -105,8 +105,9 @@ class InSitu:
 
     def step(self, x: np.ndarray, y: np.ndarray, rng=None) -> tuple[float, int]:
         """One batch: forward, backward, update; returns (loss, device pulses sent).
-        ``rng``: SGD's stochastic rounding of changes under its dead zone (None: dropped)."""
-        chip, lr = self.chip, self.params.lr
+        ``rng``: SGD's stochastic rounding of changes under its dead zone (None: dropped).
+        The learning rate is the current epoch's (``params.lr_at``)."""
+        chip, lr = self.chip, self.params.lr_at(max(self.epoch, 1))
         acts = chip.forward(x)
         loss = cross_entropy(acts[-1], y)
         delta = output_delta(acts[-1], y)

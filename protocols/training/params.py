@@ -10,6 +10,7 @@ from instruments.errors import UserError
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
 BACKWARDS = ("auto", "chip", "digital")
+LR_DECAY = 1.0  # per epoch, of the learning rate (see TrainParams)
 
 
 class TrainingInputError(UserError, ValueError):
@@ -32,7 +33,9 @@ class TrainParams:
     (chip when the controller has it). ``input_bits``: the row DACs' resolution.
     ``fraction``: the share of the training set hybrid retrains its last layer on.
     ``float_epochs``: epochs of the float baseline (also the ex-situ weights of hybrid
-    and chip-in-the-loop).
+    and chip-in-the-loop). ``lr_decay``: the learning rate of epoch e is
+    ``lr * lr_decay ** (e - 1)``, on the chip and in the float baseline of the same
+    budget alike (the ex-situ network keeps a constant ``lr``); 1: constant.
     """
 
     epochs: int = 10
@@ -46,6 +49,11 @@ class TrainParams:
     input_bits: int | None = 8
     fraction: float = 0.25
     float_epochs: int = 30
+    lr_decay: float = LR_DECAY
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1 = the first)."""
+        return self.lr * self.lr_decay ** (epoch - 1)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch", "hidden", "float_epochs"):
@@ -56,6 +64,8 @@ class TrainParams:
             raise TrainingInputError(f"seed: a whole number >= 0, got {self.seed!r}")
         if not (_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise TrainingInputError(f"lr: a positive learning rate, got {self.lr!r}")
+        if not (_number(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise TrainingInputError(f"lr_decay: in (0, 1], got {self.lr_decay!r}")
         if not (_number(self.weight_margin) and self.weight_margin >= 1):
             raise TrainingInputError(f"weight_margin: >= 1, got {self.weight_margin!r}")
         g = self.granularity_s

@@ -31,9 +31,11 @@ def sizes_of(data: TrainData, params: TrainParams) -> tuple[int, int, int]:
 
 
 def float_models(data: TrainData, params: TrainParams) -> tuple[FloatBaseline, FloatBaseline]:
-    """(the baseline at the method's own epochs, the ex-situ network at ``float_epochs``)."""
+    """(the baseline at the method's own epochs and learning-rate schedule, the ex-situ
+    network at ``float_epochs`` and a constant ``lr``)."""
     common = {"lr": params.lr, "batch": params.batch, "seed": params.seed}
-    same = train_float(data, params.hidden, epochs=params.epochs, **common)
+    same = train_float(data, params.hidden, epochs=params.epochs, lr_decay=params.lr_decay,
+                       **common)
     ex_situ = train_float(data, params.hidden, epochs=params.float_epochs, **common)
     return same, ex_situ
 

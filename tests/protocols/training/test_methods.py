@@ -10,6 +10,7 @@ from calib.wiring import open_bench
 from protocols.training import InSitu, TrainParams, begin, check_data
 from protocols.training.chip_in_loop import ChipInLoop, begin_chip_in_loop
 from protocols.training.layout import tile_cells
+from tests.protocols.training.fakes import US
 
 
 def blobs(n=60, features=8, classes=3, seed=0, noise=0.3):
@@ -59,6 +60,23 @@ def test_chip_in_loop_programs_layer_by_layer(bench):
     r2 = t.run_epoch()  # the last epoch programs the tuned layer
     assert r2.pulses > 0 and not np.allclose(tile1.block(t.chip.g), g1, equal_nan=True)
     assert r2.test_accuracy >= 0.5 and t.gain.shape == (3,)
+
+
+def test_chip_in_loop_tunes_the_last_layer_around_its_failed_devices(bench):
+    """A device the host takes as failed is never written; its pair keeps only the sign
+    its working device can realise, and the layer is tuned again around it."""
+    data = blobs()
+    t = begin_chip_in_loop(bench.array, bench.datasheet, data, PARAMS, clock=bench.clock)
+    plus, minus = tile_cells(t.chip.mapping, 1)
+    t.run_epoch()
+    dead_p, dead_m = int(plus[0, 0]), int(minus[1, 1])
+    t.skip[[dead_p, dead_m]] = True
+    before = bench.array.read_cells(np.array([dead_p, dead_m]))
+    t.run_epoch()  # programs layer 1, then the second pass around the failed devices
+    assert t.w[1][0, 0] <= 0.0 and t.w[1][1, 1] >= 0.0
+    after = bench.array.read_cells(np.array([dead_p, dead_m]))
+    assert np.allclose(after, before, atol=1.0 * US)  # read noise and relaxation only
+    assert t.records[-1].pulses > 0 and t.records[-1].test_accuracy >= 0.5
 
 
 @pytest.mark.parametrize("method", ["sgd", "mixed"])

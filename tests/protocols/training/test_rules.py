@@ -17,6 +17,7 @@ from protocols.training import (
     train_float,
 )
 from protocols.training.baseline import backward, cross_entropy, forward, output_delta
+from protocols.training.chip_in_loop import realisable
 from protocols.training.insitu import MAX_CHANGE, InSitu, bounded
 from protocols.training.layout import tile_cells, training_mapping, with_weights
 from protocols.training.mixed import MAX_STEPS
@@ -65,6 +66,31 @@ def test_bounded_keeps_devices_in_the_window():
     wanted = np.array([2.0, 100.0, 1.0, -1.0, -1.0]) * US
     out = bounded(wanted, g, mapping)
     assert np.allclose(out / US, [0.5, most, 0.0, -1.0, 0.0])
+
+
+def test_realisable_keeps_the_sign_a_failed_pairs_working_device_can_give():
+    mapping = training_mapping(SHEET, (64, 64), (64, 20, 10), (1.0, 2.0))
+    plus, minus = tile_cells(mapping, 1)
+    skip = np.zeros(64 * 64, bool)
+    skip[[plus[0, 0], minus[0, 1], plus[2, 2], minus[2, 2]]] = True
+    w_read = np.full((20, 10), 0.3)
+    low, high = realisable(mapping, 1, skip, w_read)
+    assert (low[0, 0], high[0, 0]) == (-2.0, 0.0)  # G+ failed: only G- works
+    assert (low[0, 1], high[0, 1]) == (0.0, 2.0)  # G- failed
+    assert low[2, 2] == high[2, 2] == 0.3  # both: the weight as read
+    assert low[1, 1] == -2.0 and high[1, 1] == 2.0
+
+
+def test_lr_decay_schedules_the_float_baseline_too():
+    d = _data()
+    p = TrainParams(lr=0.4, lr_decay=0.5)
+    assert p.lr_at(1) == 0.4 and p.lr_at(3) == pytest.approx(0.1)
+    assert TrainParams().lr_at(7) == TrainParams().lr
+    plain = train_float(d, 6, epochs=3, lr=0.5, batch=5, seed=3)
+    same = train_float(d, 6, epochs=3, lr=0.5, batch=5, seed=3, lr_decay=1.0)
+    decayed = train_float(d, 6, epochs=3, lr=0.5, batch=5, seed=3, lr_decay=0.5)
+    assert np.array_equal(plain.weights[0], same.weights[0])
+    assert not np.array_equal(plain.weights[0], decayed.weights[0])
 
 
 def test_float_backward_is_the_gradient():
@@ -198,7 +224,8 @@ def test_onchip_backward_transposed_equals_digital():
 @pytest.mark.parametrize("bad, match", [
     ({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"), ({"batch": 0}, "batch"),
     ({"batch": 2.5}, "batch"), ({"epochs": -1}, "epochs"), ({"backward": "x"}, "backward"),
-    ({"granularity_s": 1.0}, "granularity"), ({"fraction": 0}, "fraction")])
+    ({"granularity_s": 1.0}, "granularity"), ({"fraction": 0}, "fraction"),
+    ({"lr_decay": 0}, "lr_decay"), ({"lr_decay": 1.5}, "lr_decay")])
 def test_params_refuse_bad_values(bad, match):
     with pytest.raises(TrainingInputError, match=match):
         TrainParams(**bad)
