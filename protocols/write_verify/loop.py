@@ -48,6 +48,9 @@ from protocols.write_verify.status import IN_PLAY, SETTLED, CellStatus
 IDLE, ACTIVE, CONVERGED = CellStatus.IDLE, CellStatus.ACTIVE, CellStatus.CONVERGED
 UNRESPONSIVE, UNREACHABLE = CellStatus.UNRESPONSIVE, CellStatus.UNREACHABLE
 EXHAUSTED, CONFIRM, PROBE = CellStatus.EXHAUSTED, CellStatus.CONFIRM, CellStatus.PROBE
+# per-cell conductances are stored as float32 (7 digits: 1e-13 S on a 1e-6 S band), and
+# gathered to float64 wherever they are computed with
+G_DTYPE = np.float32
 
 
 def write_verify(
@@ -155,6 +158,20 @@ def _pulse_model_for(array, params: WriteVerifyParams) -> PulseModel:
     return model
 
 
+SATURATE = 100  # stalls and rejects stop counting this far above their threshold
+
+
+def _counter_dtype(most: int) -> type:
+    """The narrowest unsigned type holding counts up to ``most``."""
+    return np.uint8 if most < 255 else np.uint16 if most < 65535 else np.int64
+
+
+def _bump(count: np.ndarray, threshold: int) -> np.ndarray:
+    """``count`` + 1, saturating ``SATURATE`` above ``threshold`` (where only whether
+    it reached the threshold still matters)."""
+    return np.minimum(count, threshold + SATURATE - 1) + 1
+
+
 class _Loop:
     """The state of one run: per-cell arrays over the flat array, and the phases."""
 
@@ -164,22 +181,31 @@ class _Loop:
         self.array, self.clock, self.p = array, clock, params
         self.h = hold or HoldParams()
         self.response = response
-        self.t, self.targeted, self.shape = flat_t, targeted, shape
+        # (which cells are targeted is kept in status: IDLE is exactly the untargeted)
+        self.t, self.shape, self.n_targeted = flat_t, shape, int(np.count_nonzero(targeted))
         self.progress = progress
         self.accept = params.tolerance * params.accept_fraction  # fixed acceptance half-width
         self.move_eps = params.move_fraction * params.tolerance  # "moved", S
         n = flat_t.size
-        self.status = np.where(targeted, ACTIVE, IDLE).astype(np.int8)
-        self.g = np.full(n, np.nan)  # best verify estimate
-        self.pulses = np.zeros(n, np.int32)
-        self.stalls = np.zeros(n, np.int16)
-        self.max_move = np.zeros(n)  # largest move in the pulsed direction, S
-        self.g_probe = np.full(n, np.nan)  # read before a probe pulse
-        self.g_sum = np.zeros(n)  # sum of unpulsed reads of a confirming cell
-        self.n_reads = np.zeros(n, np.int16)
-        self.rejects = np.zeros(n, np.int16)  # confirmations that ended in a pulse
+        self.status = np.where(targeted, np.int8(ACTIVE), np.int8(IDLE))
+        self.g = np.full(n, np.nan, G_DTYPE)  # best verify estimate
+        # counters in the narrowest type their bounds allow: pulses reach max_pulses (+1, a
+        # probe); stalls and rejects only matter up to stall_pulses and doubt_rounds, so
+        # they saturate at SATURATE (above both) when those are small
+        self.pulses = np.zeros(n, _counter_dtype(params.max_pulses + 1))
+        self.stalls = np.zeros(n, _counter_dtype(params.stall_pulses + SATURATE))
+        self.max_move = np.zeros(n, G_DTYPE)  # largest move in the pulsed direction, S
+        # the cells probed by the last batch and their reads before it (probes are few,
+        # and judged at the next verify: no per-cell array)
+        self.probed = (np.empty(0, np.intp), np.empty(0, G_DTYPE))
+        # unpulsed reads of a confirming cell so far (their mean is self.g)
+        reads_max = max(params.max_confirm_reads, params.max_confirm_reads_reset, 2)
+        self.n_reads = np.zeros(n, np.int8 if reads_max < 100 else np.int16)
+        # confirmations that ended in a pulse
+        self.rejects = np.zeros(n, _counter_dtype(params.doubt_rounds + SATURATE))
         self.noise = ReadNoise() if read_noise is None else read_noise
-        self.g_last = np.full(n, np.nan)  # the previous unpulsed read of a confirming cell
+        # the previous unpulsed read of a confirming cell
+        self.g_last = np.full(n, np.nan, G_DTYPE)
         self.history: list[IterationRecord] = []
         self.iterations = 0
         self.waited = 0.0  # bench seconds spent in relaxation waits
@@ -242,22 +268,30 @@ class _Loop:
             self._judge(idx[~confirming], g[~confirming])
             out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= self.p.max_pulses)
             self.status[idx[out_of_budget]] = EXHAUSTED
-            pulsed = self._pulse(idx)
+            # the batch's cells, and nothing batch-sized kept beside them while it is sent
+            active = int(idx.size)
+            todo, probes = idx[self.status[idx] == ACTIVE], idx[self.status[idx] == PROBE]
+            del idx, g, confirming, out_of_budget
+            pulsed = self._pulse(todo, probes)
+            del todo, probes
             self.iterations += 1
-            self._record(phase, int(idx.size), pulsed)
+            self._record(phase, active, pulsed)
         self.pending = None
 
     # -- verify -----------------------------------------------------------------------
     def _read(self, idx: np.ndarray) -> np.ndarray:
         """Verify reads of cells ``idx``: the mean of ``reads_per_verify`` reads, one
         transaction each; a read of every cell goes as one whole-array read."""
-        whole = idx.size == self.t.size
+        whole = idx.size == self.t.size  # then idx lists every cell, in order
         reads = []
         for _ in range(self.p.reads_per_verify):
             if whole:
-                reads.append(self.array.read(averages=self.p.read_averages).ravel()[idx])
+                reads.append(np.asarray(self.array.read(averages=self.p.read_averages),
+                                        np.float64).ravel())
             else:
                 reads.append(self.array.read_cells(idx, averages=self.p.read_averages))
+        if len(reads) == 1:  # no stacked copy of a whole-array read
+            return np.asarray(reads[0], np.float64)
         return np.mean(reads, axis=0)
 
     def _verify(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +303,10 @@ class _Loop:
             self._judge_probe(idx[probing], g[probing])
             keep = ~probing
             idx, g = idx[keep], g[keep]
-        self.g[idx] = g
+        # a confirming cell's estimate is the mean of its reads, updated in _confirm
+        fresh = self.status[idx] != CONFIRM
+        self.g[idx[fresh]] = g[fresh]
+        del fresh
         if self.pending is not None:
             self._learn()
         return idx, g
@@ -281,27 +318,40 @@ class _Loop:
         g_after = self.g[idx]  # every pulsed cell stayed active, so it was just re-read
         moved = (g_after - g_before) * np.where(polarity == SET, 1.0, -1.0)
         ok = np.isfinite(moved)
-        self.response.observe(idx[ok], polarity[ok], volts[ok], width[ok], moved[ok],
-                              g_before[ok])
-        self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
+        if ok.all():  # (no filtered copies of batch-sized arrays)
+            self.response.observe(idx, polarity, volts, width, moved, g_before)
+            self.max_move[idx] = np.maximum(self.max_move[idx], moved)
+        else:
+            self.response.observe(idx[ok], polarity[ok], volts[ok], width[ok], moved[ok],
+                                  g_before[ok])
+            self.max_move[idx[ok]] = np.maximum(self.max_move[idx[ok]], moved[ok])
         strongest = self.response.at_max_drive(volts, width, polarity)
         # a real move stands clear of read noise, which grows with conductance
         clear = np.maximum(np.maximum(self.move_eps, 0.03 * np.abs(g_after)),
                            self._move_noise(g_after, 3.0))
         stalled = strongest & (moved < clear)
-        self.stalls[idx] = np.where(stalled, self.stalls[idx] + 1,
+        self.stalls[idx] = np.where(stalled, _bump(self.stalls[idx], self.p.stall_pulses),
                                     np.where(moved >= clear, 0, self.stalls[idx]))
 
     def _judge_probe(self, idx: np.ndarray, g: np.ndarray) -> None:
         """A probed cell that moved the other way responds: it is saturated, not stuck."""
         self.g[idx] = g
-        moved = np.abs(g - self.g_probe[idx])
+        g_probe = self._probe_reads(idx)
+        moved = np.abs(g - g_probe)
         needed = np.maximum(np.maximum(4 * self.p.move_fraction * self.p.tolerance,
-                                       0.15 * np.abs(self.g_probe[idx])),
-                            self._move_noise(self.g_probe[idx], 5.0))
+                                       0.15 * np.abs(g_probe)),
+                            self._move_noise(g_probe, 5.0))
         responds = moved >= needed
         self.status[idx[responds]] = UNREACHABLE
         self.status[idx[~responds]] = UNRESPONSIVE
+
+    def _probe_reads(self, idx: np.ndarray) -> np.ndarray:
+        """The reads of cells ``idx`` before their probe pulse (NaN: not probed)."""
+        cells, g = self.probed
+        if cells.size == 0:
+            return np.full(idx.size, np.nan)
+        pos = np.minimum(np.searchsorted(cells, idx), cells.size - 1)
+        return np.where(cells[pos] == idx, g[pos].astype(np.float64), np.nan)
 
     # -- confirm ----------------------------------------------------------------------
     def _confirm(self, idx: np.ndarray, g: np.ndarray) -> None:
@@ -309,23 +359,23 @@ class _Loop:
         transaction as the active cells), not pulsed, until the mean of its reads is
         clearly in the acceptance zone or clearly out of the band."""
         p = self.p
-        previous = self.g_sum[idx] / np.maximum(self.n_reads[idx], 1)
+        previous = self.g[idx].astype(np.float64)  # the mean of the reads so far
         self.noise.add(previous, g - self.g_last[idx])  # unpulsed re-reads: read noise
-        self.g_sum[idx] += g
+        n_before = self.n_reads[idx].astype(np.float64)
         self.n_reads[idx] += 1
+        n_reads = self.n_reads[idx].astype(np.int16)  # (sqrt of int8 would be float16)
         self.g_last[idx] = g
-        mean = self.g_sum[idx] / self.n_reads[idx]
+        mean = (previous * n_before + g) / (n_before + 1)
         self.g[idx] = mean
         err = np.abs(mean - self.t[idx])
-        accepted = err <= self._accept_zone(mean, self.n_reads[idx], self.accept)
+        accepted = err <= self._accept_zone(mean, n_reads, self.accept)
         # a confirmation that would end in a RESET may take more reads, where a RESET
         # costs more than reads do (PCM: it melts the cell back to the bottom)
         budget = np.where(mean > self.t[idx], p.max_confirm_reads_reset, p.max_confirm_reads)
-        out = ~accepted & ((err > self._doubt_zone(mean, self.n_reads[idx])) |
-                           (self.n_reads[idx] >= budget))
+        out = ~accepted & ((err > self._doubt_zone(mean, n_reads)) | (n_reads >= budget))
         self.status[idx[accepted]] = CONVERGED
         self.status[idx[out]] = ACTIVE
-        self.rejects[idx[out]] += 1
+        self.rejects[idx[out]] = _bump(self.rejects[idx[out]], p.doubt_rounds)
 
     def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float) -> np.ndarray:
         """Per-cell acceptance half-width: confident the truth is within tolerance."""
@@ -364,7 +414,6 @@ class _Loop:
             if self.must_pulse is not None:  # hold: its trajectory was judged, not its read
                 done &= ~self.must_pulse[idx]
             self.status[idx[done]] = CONFIRM
-            self.g_sum[idx[done]] = g[done]
             self.g_last[idx[done]] = g[done]
             self.n_reads[idx[done]] = 1
         else:
@@ -411,49 +460,63 @@ class _Loop:
         return wanted * np.exp(rng.uniform(-np.log(3.0), np.log(3.0), wanted.size))
 
     # -- pulse ------------------------------------------------------------------------
-    def _pulse(self, idx: np.ndarray) -> int:
-        """One batch: every active cell (the pilot's only, first) toward its target, and
-        each probe the other way. Returns the number of cells pulsed."""
+    def _pulse(self, todo: np.ndarray, probes: np.ndarray) -> int:
+        """One batch: every active cell ``todo`` (the pilot's only, first) toward its
+        target, and each probe the other way. Returns the number of cells pulsed."""
         p = self.p
-        todo = idx[self.status[idx] == ACTIVE]
         pilot = self.pilot_pending and todo.size > 0
         if pilot:
             todo = self._pilot(todo)
-        probes = idx[self.status[idx] == PROBE]
+        self.probed = (probes, self.g[probes])  # (idx is sorted, so probes are)
         if not (todo.size or probes.size):
             self.pending = None
             return 0
         e = self.g[todo] - self.t[todo]
-        polarity = np.where(e < 0, SET, RESET)
+        polarity = np.where(e < 0, np.int8(SET), np.int8(RESET))
         wanted = np.abs(e) * p.aim
         if pilot:
             wanted = self._pilot_spread(wanted)
-        # probes go the other way, asking for a clearly visible move
-        e_p = self.g[probes] - self.t[probes]
-        polarity = np.concatenate([polarity, np.where(e_p < 0, RESET, SET)])
-        wanted = np.concatenate([wanted, np.maximum(
-            4 * p.move_fraction * p.tolerance, 0.3 * np.abs(self.g[probes]))])
-        self.g_probe[probes] = self.g[probes]
-        todo = np.concatenate([todo, probes])
+        if probes.size:  # probes go the other way, asking for a clearly visible move
+            e_p = self.g[probes] - self.t[probes]
+            polarity = np.concatenate([polarity,
+                                       np.where(e_p < 0, np.int8(RESET), np.int8(SET))])
+            wanted = np.concatenate([wanted, np.maximum(
+                4 * p.move_fraction * p.tolerance, 0.3 * np.abs(self.g[probes]))])
+            todo = np.concatenate([todo, probes])
+        del e
         volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
+        del wanted
+        if width.size and np.all(width == width[0]):  # one width: no array of it kept
+            width = np.broadcast_to(width[:1], width.shape)
         self._send(todo, polarity, volts, width)
         self.pulses[todo] += 1
         if self.must_pulse is not None:
             self.must_pulse[todo] = False
         normal = self.status[todo] == ACTIVE
-        self.pending = (todo[normal], polarity[normal], volts[normal], width[normal],
-                        self.g[todo[normal]].copy())
-        return int(todo.size)
+        if probes.size:
+            todo, polarity, volts, width = (todo[normal], polarity[normal], volts[normal],
+                                            width[normal])
+        self.pending = (todo, polarity, volts, width, self.g[todo])
+        return int(normal.size)
 
     def _send(self, cells: np.ndarray, polarity: np.ndarray, volts: np.ndarray,
               width: np.ndarray) -> None:
         """One pulse transaction on ``cells``, listed in row-major order; one width for
         all when every cell's is the same."""
-        order = np.argsort(cells, kind="stable")
-        signed = np.where(polarity == SET, volts, -volts)
+        if volts.dtype != np.float64 or not (volts.flags.writeable and volts.flags.owndata):
+            volts = np.array(volts, np.float64)  # a model's own array is not ours to sign
+        reset = polarity != SET
+        np.negative(volts, out=volts, where=reset)  # signed, in place (undone below)
         uniform = bool(np.all(width == width[0]))
-        self.array.pulse_cells(cells[order], signed[order],
-                               float(width[0]) if uniform else width[order])
+        try:
+            if np.all(cells[1:] > cells[:-1]):  # already in order (no probes): no copies
+                self.array.pulse_cells(cells, volts, float(width[0]) if uniform else width)
+            else:
+                order = np.argsort(cells, kind="stable")
+                self.array.pulse_cells(cells[order], volts[order],
+                                       float(width[0]) if uniform else width[order])
+        finally:
+            np.negative(volts, out=volts, where=reset)
         if self.h.on:  # a pulse restarts the cell's relaxation
             self.t_pulse[cells] = self.t_seen[cells] = self._bench_time()
 
@@ -466,7 +529,7 @@ class _Loop:
         if self.progress is not None:
             settled = int(np.count_nonzero(np.isin(self.status, SETTLED)))
             self.progress(Progress(phase, self.iterations, pulsed, converged,
-                                   int(self.targeted.sum()), settled, self._bench_time(),
+                                   self.n_targeted, settled, self._bench_time(),
                                    snapshot=self.result))
 
     # -- touch-up ---------------------------------------------------------------------
@@ -566,11 +629,11 @@ class _Loop:
 
     # -- the result -------------------------------------------------------------------
     def result(self) -> WriteVerifyResult:
-        final = np.where(self.targeted, self.g, np.nan)
+        final = np.where(self.status != IDLE, self.g.astype(np.float64), np.nan)
         status = self.status.reshape(self.shape)
         return WriteVerifyResult(
             target=self.goal.copy().reshape(self.shape), final=final.reshape(self.shape),
-            pulses=self.pulses.copy().reshape(self.shape),
+            pulses=self.pulses.astype(np.int32).reshape(self.shape),
             converged=status == CONVERGED, unresponsive=status == UNRESPONSIVE,
             unreachable=status == UNREACHABLE,
             exhausted=(status == EXHAUSTED) | (status == ACTIVE),

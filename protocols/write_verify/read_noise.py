@@ -30,7 +30,9 @@ class ReadNoise:
         ok = np.isfinite(g) & np.isfinite(diff)
         if not np.any(ok):
             return
-        g, spread = g[ok], np.abs(diff[ok]) * np.sqrt(np.pi) / 2
+        # in float64 (the loop stores conductances as float32; the sums cancel)
+        g = np.asarray(g[ok], np.float64)
+        spread = np.abs(np.asarray(diff[ok], np.float64)) * np.sqrt(np.pi) / 2
         self.sums += [g.size, g.sum(), (g * g).sum(), spread.sum(), (g * spread).sum()]
         n, sg, sgg, ss, sgs = self.sums
         det = n * sgg - sg * sg

@@ -19,6 +19,10 @@ from scipy.optimize import least_squares
 
 SET, RESET = 0, 1
 UNIT = 1e-6  # the law is fitted in microsiemens, where its numbers are of order one
+# per-cell state is stored compact (float32: log factors and their covariance are of
+# order one, 7 digits are plenty); every computation gathers it to float64 first
+STATE_DTYPE = np.float32
+CHUNK = 1 << 13  # cells per block in the per-cell filter update (bounds its temporaries)
 
 
 class ResponseModel(Protocol):
@@ -136,6 +140,9 @@ class AdaptiveResponse:
     EKF_ITERATIONS = 3
     UNCERTAIN_AIM = 0.6  # aim shortening per unit of the factors' summed variance
     MAX_LOG_FACTOR = 3.0  # learning keeps per-cell factors within e^-3..e^3
+    # quiet pulses in a row stop counting here: ln 2 x 120 below the rate, any drive asked
+    # for has long been the strongest allowed (and max_pulses is 60)
+    QUIET_MAX = 120
     FORMAT = 1  # of to_arrays()
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
@@ -143,11 +150,14 @@ class AdaptiveResponse:
         self.model = model
         self.noise = noise
         self.initial_gain = initial_gain
-        self.factor = np.zeros((2, size, 2))  # per polarity and cell: (log r, log B) factors
-        self.cov = np.zeros((2, size, 3))  # their covariance: (var r, cov, var B)
+        # per polarity and cell: (log r, log B) factors
+        self.factor = np.zeros((2, size, 2), STATE_DTYPE)
+        self.cov = np.zeros((2, size, 3), STATE_DTYPE)  # their covariance: (var r, cov, var B)
         self.cov[..., 0], self.cov[..., 2] = self.PRIOR_VAR
-        self.quiet = np.zeros((2, size), np.int16)  # pulses in a row without a visible move
-        self.prior_factor = np.zeros((2, size))  # step-ups while only the linear prior aims
+        # pulses in a row without a visible move (int8, saturating at QUIET_MAX)
+        self.quiet = np.zeros((2, size), np.int8)
+        # step-ups while only the linear prior aims
+        self.prior_factor = np.zeros((2, size), STATE_DTYPE)
         self.law: list[tuple[float, float] | None] = [None, None]  # (r, B in S) per polarity
         self._samples: list[list[np.ndarray]] = [[], []]
         self._count = [0, 0]
@@ -204,21 +214,32 @@ class AdaptiveResponse:
 
     def _cell_law(self, p: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r, bound = self.law[p]
-        f = self.factor[p, idx]
+        f = self.factor[p, idx].astype(np.float64)
         return r * np.exp(f[:, 0]), bound * np.exp(f[:, 1])
 
     # -- the interface ------------------------------------------------------------
+    # per cell, so in blocks of CHUNK cells: a batch of a million cells makes no
+    # million-cell float64 temporaries
     def pulse_for(self, idx, polarity, wanted, g):
+        volts, width = np.empty(idx.size), np.empty(idx.size)
+        for start in range(0, idx.size, CHUNK):
+            b = slice(start, start + CHUNK)
+            volts[b], width[b] = self._pulse_block(idx[b], polarity[b], wanted[b], g[b])
+        return volts, width
+
+    def _pulse_block(self, idx, polarity, wanted, g):
         d = np.empty(idx.size)
         for p in (SET, RESET):
             sel = polarity == p
             if not np.any(sel):
                 continue
             if self.law[p] is None:  # the linear prior, stepped up per cell if it stays still
-                d[sel] = wanted[sel] / (self.initial_gain * np.exp(self.prior_factor[p, idx[sel]]))
+                d[sel] = wanted[sel] / (self.initial_gain * np.exp(
+                    self.prior_factor[p, idx[sel]].astype(np.float64)))
                 continue
             r, bound = self._cell_law(p, idx[sel])
-            var = self.cov[p, idx[sel], 0] + self.cov[p, idx[sel], 2]
+            var = (self.cov[p, idx[sel], 0].astype(np.float64)
+                   + self.cov[p, idx[sel], 2].astype(np.float64))
             frac = wanted[sel] * np.exp(-self.UNCERTAIN_AIM * var) / np.maximum(
                 self._span(p, bound, g[sel]), 1e-12)
             with np.errstate(divide="ignore"):
@@ -227,13 +248,38 @@ class AdaptiveResponse:
         return self.model.pulse_for_drive(polarity, d)
 
     def observe(self, idx, polarity, volts, width, moved, g_before=None):
+        seen = False
+        for start in range(0, idx.size, CHUNK):
+            b = slice(start, start + CHUNK)
+            seen |= self._observe_block(idx[b], polarity[b], volts[b], width[b], moved[b],
+                                        None if g_before is None else g_before[b])
+        if not seen:
+            return
+        for p in (SET, RESET):
+            if not self._frozen[p] and self._count[p] >= self.MIN_SAMPLES:
+                first = self.law[p] is None
+                self._fit(p)
+                if first and self.law[p] is not None:
+                    self.quiet[p] = 0  # step-ups under the prior do not carry over
+                self._fits[p] += 1
+                if self._fits[p] >= 2 and self._count[p] >= self.FREEZE_SAMPLES:
+                    self._frozen[p] = True
+                    self._samples[p] = []
+        if None not in self.law and self.prior_factor.size:
+            # only aims while a polarity has no law, and a law once fitted stays: free it
+            self.prior_factor = np.zeros((2, 0), STATE_DTYPE)
+
+    def _observe_block(self, idx, polarity, volts, width, moved, g_before) -> bool:
+        """The per-cell part of :meth:`observe`; whether any pulse had drive."""
         d = self.model.drive(polarity, volts, width)
         ok = d > 0
         if not np.any(ok):
-            return
-        idx, polarity, d, moved = idx[ok], polarity[ok], d[ok], moved[ok]
-        volts, width = volts[ok], width[ok]
-        gb = np.full(idx.size, 1e-5) if g_before is None else g_before[ok]
+            return False
+        if not ok.all():  # (no filtered copies of batch-sized arrays when all moved)
+            idx, polarity, d, moved = idx[ok], polarity[ok], d[ok], moved[ok]
+            volts, width = volts[ok], width[ok]
+            g_before = None if g_before is None else g_before[ok]
+        gb = np.full(idx.size, 1e-5) if g_before is None else g_before
         for p in (SET, RESET):
             sel = polarity == p
             if not np.any(sel):
@@ -242,7 +288,8 @@ class AdaptiveResponse:
             if self.law[p] is None:
                 # no law yet (or none to be had: a die whose cells never move): the prior
                 # aims, and the step-up below still lets a still cell's drive climb
-                expected = self.initial_gain * np.exp(self.prior_factor[p, cells]) * d_sel
+                expected = self.initial_gain * np.exp(
+                    self.prior_factor[p, cells].astype(np.float64)) * d_sel
             else:
                 expected = self._predict(p, cells, d_sel, g_sel)
             # a move clearly expected but not seen: step up so the drive climbs, faster
@@ -251,7 +298,8 @@ class AdaptiveResponse:
             visible_at = np.maximum(2 * self.noise, 0.03 * np.abs(g_sel))
             strongest = self.at_max_drive(volts[sel], width[sel], polarity[sel])
             quiet = (moved_sel <= visible_at) & ((expected > visible_at) | strongest)
-            self.quiet[p, cells[quiet]] += 1
+            self.quiet[p, cells[quiet]] = np.minimum(self.quiet[p, cells[quiet]],
+                                                     self.QUIET_MAX - 1) + 1
             self.quiet[p, cells[~quiet]] = 0
             step_up = np.log(2.0) * self.quiet[p, cells[quiet]]
             if self.law[p] is None:
@@ -263,22 +311,17 @@ class AdaptiveResponse:
                 self._update_cells(p, cells[~quiet], d_sel[~quiet], moved_sel[~quiet],
                                    g_sel[~quiet])
             if not self._frozen[p]:
-                self._samples[p].append(np.stack([d_sel, moved_sel, g_sel]))
+                # the fit takes the first MAX_SAMPLES steps: keep no more than those
+                room = self.MAX_SAMPLES - sum(s.shape[1] for s in self._samples[p])
+                if room > 0:
+                    self._samples[p].append(np.stack([d_sel[:room], moved_sel[:room],
+                                                      g_sel[:room]]))
                 self._count[p] += int(sel.sum())
-        for p in (SET, RESET):
-            if not self._frozen[p] and self._count[p] >= self.MIN_SAMPLES:
-                first = self.law[p] is None
-                self._fit(p)
-                if first and self.law[p] is not None:
-                    self.quiet[p] = 0  # step-ups under the prior do not carry over
-                self._fits[p] += 1
-                if self._fits[p] >= 2 and self._count[p] >= self.FREEZE_SAMPLES:
-                    self._frozen[p] = True
-                    self._samples[p] = []
+        return True
 
     def _predict(self, p, idx, d, g):
         """Mean move (S, in the pulse's direction) of cells ``idx`` from ``g`` at drive ``d``."""
-        return self._linearised(p, self.factor[p, idx], d, g)[0]
+        return self._linearised(p, self.factor[p, idx].astype(np.float64), d, g)[0]
 
     def _linearised(self, p, x, d, g):
         """Predicted move at factors ``x`` and its derivatives by log r and log B."""
@@ -294,8 +337,8 @@ class AdaptiveResponse:
         """Iterated EKF on each cell's (log r, log B) factors from one observed move (S)."""
         if idx.size == 0:
             return
-        prior = self.factor[p, idx]
-        c = self.cov[p, idx]
+        prior = self.factor[p, idx].astype(np.float64)
+        c = self.cov[p, idx].astype(np.float64)
         v_r, c_rb, v_b = c[:, 0] + self.PROCESS_VAR, c[:, 1], c[:, 2] + self.PROCESS_VAR
         # a step far outside what the cell's belief allows (beyond 3 sigma) means the
         # belief is wrong, not the step: reopen it to the population's spread
@@ -345,7 +388,8 @@ class AdaptiveResponse:
         for name, value in asdict(self.model).items():  # None (no SET width cap) -> NaN
             out[f"pulse_model.{name}"] = np.nan if value is None else float(value)
         out.update(factor=self.factor.copy(), cov=self.cov.copy(), quiet=self.quiet.copy(),
-                   prior_factor=self.prior_factor.copy(),
+                   prior_factor=(self.prior_factor.copy() if self.prior_factor.size
+                                 else np.zeros((2, self.size), STATE_DTYPE)),
                    law=np.array([(np.nan, np.nan) if law is None else law for law in self.law]),
                    count=np.array(self._count, np.int64), fits=np.array(self._fits, np.int64),
                    frozen=np.array(self._frozen, bool))
@@ -365,13 +409,13 @@ class AdaptiveResponse:
         for name in PulseModel.__dataclass_fields__:
             value = float(arrays[f"pulse_model.{name}"])
             fields[name] = None if name == "set_width_max" and np.isnan(value) else value
-        factor = np.array(arrays["factor"], np.float64)
+        factor = np.array(arrays["factor"], STATE_DTYPE)
         model = cls(factor.shape[1], PulseModel(**fields),
                     initial_gain=float(arrays["initial_gain"]), noise=float(arrays["noise"]))
         model.factor = factor
-        model.cov = np.array(arrays["cov"], np.float64)
-        model.quiet = np.array(arrays["quiet"], np.int16)
-        model.prior_factor = np.array(arrays["prior_factor"], np.float64)
+        model.cov = np.array(arrays["cov"], STATE_DTYPE)
+        model.quiet = np.minimum(np.asarray(arrays["quiet"]), cls.QUIET_MAX).astype(np.int8)
+        model.prior_factor = np.array(arrays["prior_factor"], STATE_DTYPE)
         model.law = [None if np.isnan(r) else (float(r), float(b))
                      for r, b in np.asarray(arrays["law"], np.float64)]
         model._count = [int(c) for c in arrays["count"]]
