@@ -612,16 +612,7 @@ class SimChip:
         sigma = self._read_sigma(g, slice(None)).reshape(self.shape)
         g = g.reshape(self.shape)
         currents = crossbar.column_currents(x2, g, self.spec.lines.wire_resistance)
-        noise_var = (x2 * x2) @ (sigma.astype(np.float64) ** 2)
-        out_sigma = np.sqrt(noise_var + (self.spec.adc.mvm_output_noise * fs) ** 2)
-        noisy = currents + out_sigma * normals(self._rng, currents.size).reshape(currents.shape)
-        chain = self._column_chain(temperature)
-        if chain is not None:  # the column's TIA/ADC gain and offset at the die temperature
-            gain, offset = chain
-            noisy = noisy * gain + offset.astype(np.float64) * fs
-        out = devices.quantize(noisy.astype(F32), fs, self.spec.adc.mvm_bits, True)
-        self.clock.advance(MVM_TIME * x2.shape[0])
-        out = out.astype(np.float64)
+        out = self._sensed(x2, currents, sigma, fs, lambda: self._column_chain(temperature))
         return out[0] if single else out
 
     def mvm_transposed(self, v_volts, full_scale: float | None = None) -> np.ndarray:
@@ -642,23 +633,35 @@ class SimChip:
         sigma = self._read_sigma(g, slice(None)).reshape(self.shape).T
         g_t = g.reshape(self.shape).T  # (cols, rows): the array seen from the bit lines
         currents = crossbar.column_currents(v2, g_t, self.spec.lines.wire_resistance)
-        noise_var = (v2 * v2) @ (sigma.astype(np.float64) ** 2)
-        out_sigma = np.sqrt(noise_var + (self.spec.adc.mvm_output_noise * fs) ** 2)
-        noisy = currents + out_sigma * normals(self._rng, currents.size).reshape(currents.shape)
+        out = self._sensed(v2, currents, sigma, fs, lambda: self._row_chain(temperature))
+        return out[0] if single else out
+
+    def _row_chain(self, temperature_c: float):
+        """The word lines' sense chains (gain, offset) at ``temperature_c``: the column
+        chain's law, drawn on a stream fixed by the die (from its own draws)."""
         t = self.spec.temperature
-        chain_rng = np.random.default_rng(np.frombuffer(  # per die, fixed: from its own draws
+        chain_rng = np.random.default_rng(np.frombuffer(
             np.ascontiguousarray(self.column_gain_tc, np.float64).tobytes(), np.uint32))
         z = chain_rng.standard_normal((2, self.shape[0]))
-        chain = devices.column_chain(t.adc_gain_tc + t.adc_gain_tc_sigma * z[0],
-                                     t.adc_offset_tc + t.adc_offset_tc_sigma * z[1],
-                                     temperature, t.reference)
-        if chain is not None:
-            gain, offset = chain
+        return devices.column_chain(t.adc_gain_tc + t.adc_gain_tc_sigma * z[0],
+                                    t.adc_offset_tc + t.adc_offset_tc_sigma * z[1],
+                                    temperature_c, t.reference)
+
+    def _sensed(self, x2, currents, sigma, fs: float, chain) -> np.ndarray:
+        """What the sense lines report for ideal ``currents`` of inputs ``x2``: read noise
+        summed over each line, output noise, the chain's gain and offset (``chain()``:
+        None or (gain, offset) at the die temperature), the ADC at ``fs``; the clock
+        advances by the conversions."""
+        noise_var = (x2 * x2) @ (sigma.astype(np.float64) ** 2)
+        out_sigma = np.sqrt(noise_var + (self.spec.adc.mvm_output_noise * fs) ** 2)
+        noisy = currents + out_sigma * normals(self._rng, currents.size).reshape(currents.shape)
+        gain_offset = chain()
+        if gain_offset is not None:  # the line's TIA/ADC gain and offset at the die temperature
+            gain, offset = gain_offset
             noisy = noisy * gain + offset.astype(np.float64) * fs
         out = devices.quantize(noisy.astype(F32), fs, self.spec.adc.mvm_bits, True)
-        self.clock.advance(MVM_TIME * v2.shape[0])
-        out = out.astype(np.float64)
-        return out[0] if single else out
+        self.clock.advance(MVM_TIME * x2.shape[0])
+        return out.astype(np.float64)
 
     def advance(self, seconds: float) -> None:
         """Let virtual time pass (relaxation and drift go on)."""
