@@ -103,7 +103,7 @@ class SafetyGuard:
     @staticmethod
     def _peak(values: np.ndarray, what: str) -> float:
         values = _numbers(values, what)
-        return float(np.abs(values).max()) if values.size else 0.0
+        return float(max(values.max(), -values.min())) if values.size else 0.0  # no |copy|
 
     def input_voltages(self, x: np.ndarray) -> np.ndarray:
         """MVM inputs are read-level voltages on every row."""
@@ -130,7 +130,7 @@ class SafetyGuard:
         active = volts != 0
         if w.ndim and w.shape != volts.shape:
             raise SafetyError(f"widths have shape {w.shape}, amplitudes {volts.shape}")
-        widths = w if w.ndim == 0 else w[active]
+        widths = w if w.ndim == 0 or active.all() else w[active]
         if not np.all(np.isfinite(widths)) or np.any(widths <= 0):
             raise SafetyError("pulse widths must be positive and finite (seconds)")
         longest = float(np.max(widths)) if np.size(widths) else 0.0

@@ -223,9 +223,15 @@ def flat_cells(cells: Any, shape: tuple[int, int]) -> np.ndarray:
     idx = idx.astype(np.int64, copy=False)
     if idx.size and (idx.min() < 0 or idx.max() >= rows * cols):
         raise ArrayShapeError(f"cell indices must lie in 0..{rows * cols - 1}")
-    if np.unique(idx).size != idx.size:
+    if not increasing(idx) and np.unique(idx).size != idx.size:
         raise ArrayShapeError("cell indices must not repeat")
     return idx
+
+
+def increasing(idx: np.ndarray) -> bool:
+    """Whether ``idx`` is strictly increasing (so unique and in row-major order): the
+    common case, checked with one bool per cell instead of a sorted copy."""
+    return idx.size < 2 or bool(np.all(idx[1:] > idx[:-1]))
 
 
 def bool_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray:

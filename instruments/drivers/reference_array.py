@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from instruments.datasheet import ChipDatasheet
-from instruments.drivers.base import Driver, bool_mask, flat_cells, whole
+from instruments.drivers.base import Driver, bool_mask, flat_cells, increasing, whole
 from instruments.errors import (
     ArrayShapeError,
     BadReply,
@@ -231,18 +231,22 @@ class ReferenceArrayController(Driver):
         count = idx.size
         if count == 0:
             return np.empty(0)
-        order = np.argsort(idx, kind="stable")  # the board takes and answers row-major order
+        # the board takes and answers row-major order; the loop's lists usually are
+        order = None if increasing(idx) else np.argsort(idx, kind="stable")
         if 4 * count < rows * cols:
+            listed = idx if order is None else idx[order]
             values = self.session.query_block(
-                ":MEAS:ARR:LIST? ", "f", payload=idx[order].astype("<u4"),
+                ":MEAS:ARR:LIST? ", "f", payload=listed.astype("<u4"),
                 payload_dtype="I", timeout_s=self._timeout(8 * count), parse=_expect(count))
         else:
-            mask = np.zeros(rows * cols, bool)
-            mask[idx] = True
+            mask = np.zeros(rows * cols, np.uint8)
+            mask[idx] = 1
             values = self.session.query_block(
-                ":MEAS:ARR:MASK? ", "f", payload=mask.astype(np.uint8),
+                ":MEAS:ARR:MASK? ", "f", payload=mask,
                 payload_dtype="B", timeout_s=self._timeout(5 * rows * cols),
                 parse=_expect(count))
+        if order is None:
+            return values.astype(np.float64)
         out = np.empty(count)
         out[order] = values
         return out
@@ -257,7 +261,7 @@ class ReferenceArrayController(Driver):
         if volts.shape != self.shape:
             raise ArrayShapeError(f"volts must have shape {self.shape}, got {volts.shape}")
         self.guard.pulses(volts, width)
-        return self._send_pulses(np.flatnonzero(volts), volts.ravel(),
+        return self._pulse_batch(np.flatnonzero(volts), volts.ravel(),
                                  np.asarray(width, dtype=np.float64))
 
     def pulse_cells(self, cells: np.ndarray, volts: np.ndarray,
@@ -272,39 +276,42 @@ class ReferenceArrayController(Driver):
                                   f"width or {idx.size}), got {v.shape} and {w.shape}")
         self.guard.pulses(v, w)
         keep = v != 0
-        idx, v = idx[keep], v[keep]
-        if w.ndim:
-            w = w[keep]
+        if not keep.all():
+            idx, v = idx[keep], v[keep]
+            if w.ndim:
+                w = w[keep]
+        del keep
         rows, cols = self.shape
-        full = np.zeros(rows * cols)
-        full[idx] = v
-        if w.ndim:
-            widths = np.full(rows * cols, float(w.min()) if w.size else 1e-6)
-            widths[idx] = w
-            w = widths
-        return self._send_pulses(idx, full, w)
+        n = rows * cols
+        if _listed(idx.size, n, w):
+            return self._send_pulses(*_pulse_list(idx, v, w))
+        # the whole array, built straight into the 4-byte block (the cells' amplitudes,
+        # 0 elsewhere; per-cell widths after them, the shortest elsewhere)
+        payload = np.zeros(n if w.ndim == 0 else 2 * n, "<f4")
+        payload[idx] = v
+        if w.ndim == 0:
+            return self._send_pulses(f":PULS:ARR? {float(w):.9g},", payload, "f")
+        payload[n:] = float(w.min()) if w.size else 1e-6
+        payload[n + idx] = w
+        return self._send_pulses(":PULS:ARR:WIDT? ", payload, "f")
 
-    def _send_pulses(self, active: np.ndarray, volts: np.ndarray, w: np.ndarray) -> int:
+    def _pulse_batch(self, active: np.ndarray, volts: np.ndarray, w: np.ndarray) -> int:
         """One batch: ``volts`` and ``w`` (scalar, or per cell) over the whole array,
         ``active`` the cells with a non-zero amplitude."""
-        self._setup()
-        self._resync()
         if w.ndim:
             w = w.ravel()
-        full_bytes = 4 * volts.size * (1 if w.ndim == 0 else 2)
-        if LIST_ENTRY.itemsize * active.size < full_bytes:  # few cells: send a list
-            command, dtype = ":PULS:ARR:LIST? ", "B"
-            entries = np.empty(active.size, LIST_ENTRY)
-            entries["index"] = active
-            entries["volts"] = volts[active]
-            entries["width"] = np.broadcast_to(w, volts.shape)[active]
-            payload = entries.view(np.uint8)
-        elif w.ndim == 0:
-            command, dtype = f":PULS:ARR? {float(w):.9g},", "f"
-            payload = volts.astype("<f4")
-        else:
-            command, dtype = ":PULS:ARR:WIDT? ", "f"
-            payload = np.concatenate([volts, w]).astype("<f4")
+        if _listed(active.size, volts.size, w):
+            return self._send_pulses(*_pulse_list(
+                active, volts[active], w if w.ndim == 0 else w[active]))
+        if w.ndim == 0:
+            return self._send_pulses(f":PULS:ARR? {float(w):.9g},", volts.astype("<f4"), "f")
+        return self._send_pulses(":PULS:ARR:WIDT? ",
+                                 np.concatenate([volts, w]).astype("<f4"), "f")
+
+    def _send_pulses(self, command: str, payload: np.ndarray, dtype: str) -> int:
+        """Send one pulse batch, never twice (see :meth:`pulse`)."""
+        self._setup()
+        self._resync()
         before = self._counter()
 
         def send() -> int:
@@ -401,6 +408,20 @@ class ReferenceArrayController(Driver):
                 command + ",", mask.astype(np.uint8).ravel(), "B", parse=int, retry=False,
                 timeout_s=self._timeout(mask.size) + 10)
         return count
+
+
+def _listed(active: int, cells: int, w: np.ndarray) -> bool:
+    """Whether a list of ``active`` cells moves fewer bytes than the whole array."""
+    return LIST_ENTRY.itemsize * active < 4 * cells * (1 if w.ndim == 0 else 2)
+
+
+def _pulse_list(idx: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[str, np.ndarray, str]:
+    """A ``:PULS:ARR:LIST?`` batch: (index, volts, width) per cell (``w`` one or per cell)."""
+    entries = np.empty(idx.size, LIST_ENTRY)
+    entries["index"] = idx
+    entries["volts"] = v
+    entries["width"] = w
+    return ":PULS:ARR:LIST? ", entries.view(np.uint8), "B"
 
 
 def _pair(reply: str) -> tuple[int, int]:
