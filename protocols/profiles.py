@@ -29,12 +29,17 @@ What they mean for write-verify (:func:`write_verify_params`):
 * ``retention = "relaxation"`` (RRAM): each touch-up waits as long as the phase before
   it took, at least 3 s (the protocol's default);
 * ``retention = "drift"`` (PCM): a fixed wait of a quarter of ``drift_onset``
-  (``relax_wait_factor`` 0), so touch-ups finish before drift starts;
+  (``relax_wait_factor`` 0), and no touch-up: the state holds until drift sets in, so
+  a touch-up would only re-read confirmed cells (a ``relax_wait_s`` > 0 given brings
+  the default rounds back);
 * ``reset = "abrupt"`` (PCM, melt-quench): an overshoot costs a RESET and a fresh
-  climb, an undershoot one more small SET, so pulses aim at 85 % of the error and a
-  confirmation that would end in a RESET may take 16 reads;
-* ``read_noise = "1/f"`` (PCM: about 1 uS, which averaging on the instrument barely
-  reduces): confirmations take up to 8 reads (8 before a RESET too, unless abrupt).
+  climb, an undershoot one more small SET: SETs aim short by the learned landing
+  scatter (``overshoot_cost`` 3, ``aim`` 0.95) and a confirmation that would end in a
+  RESET may take 24 reads;
+* ``read_noise = "1/f"`` (PCM: 0.4-0.9 uS, which averaging on the instrument barely
+  reduces): a strict sequential confirmation, up to 16 reads (16 before a RESET too,
+  unless abrupt), confidence z 2.5 with no floor on the zone, relaxed x0.7 per
+  rejected confirmation after the third (down to 0.5).
 """
 
 from __future__ import annotations
@@ -101,15 +106,23 @@ def write_verify_params(datasheet: ChipDatasheet, tolerance: float = 1e-6,
     if p.retention == "drift":
         extra["relax_wait_s"] = 0.25 * p.drift_onset
         extra["relax_wait_factor"] = 0.0
+        # the state holds until drift sets in: a touch-up would only re-read cells
+        # already confirmed (the strict confirmation below does that work)
+        extra["touchup_rounds"] = 0
     if p.reset == "abrupt":
-        extra["aim"] = 0.85
-        extra["max_confirm_reads_reset"] = 16
+        extra["aim"] = 0.95
+        extra["overshoot_cost"] = 3.0
+        extra["max_confirm_reads_reset"] = 24
     if p.read_noise == "1/f":
-        extra["max_confirm_reads"] = 8
-        extra.setdefault("max_confirm_reads_reset", 8)
+        extra["max_confirm_reads"] = 16
+        extra.setdefault("max_confirm_reads_reset", 16)
+        extra.update(accept_confidence=2.5, accept_min_fraction=0.0, accept_relax=0.7,
+                     accept_confidence_min=0.5)
     if relax_wait_s is not None:
         extra["relax_wait_s"] = relax_wait_s
         extra["relax_wait_factor"] = 0.0
+        if relax_wait_s > 0:  # a wait asked for: the touch-ups it is for (drift too)
+            extra.pop("touchup_rounds", None)
     if read_averages is not None:
         extra["read_averages"] = read_averages
     return WriteVerifyParams(tolerance=tolerance, pulse_model=pulse_model(datasheet), **extra)

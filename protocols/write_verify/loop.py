@@ -36,6 +36,7 @@ from protocols.write_verify.hold import HoldParams, RelaxationFit, RelaxationLaw
 from protocols.write_verify.params import WriteVerifyError, WriteVerifyParams
 from protocols.write_verify.read_noise import ReadNoise
 from protocols.write_verify.response import (
+    CHUNK,
     RESET,
     SET,
     AdaptiveResponse,
@@ -221,6 +222,9 @@ class _Loop:
         # per cell the bench time (since t0_bench) of the last pulse and of the last look
         self.goal, self.law, self.hold_predicted, self.hold_rounds = flat_t, relaxation, None, 0
         self.must_pulse = None  # hold mode: cells re-opened for a pulse, not a re-read
+        # variance (S^2) of what accepted cells did between acceptance and re-read beyond
+        # read noise, learned at each touch-up re-read (0 until one)
+        self.change_var = 0.0
         if self.h.on:
             self.must_pulse = np.zeros(n, bool)
             self.t = flat_t.copy()
@@ -243,15 +247,22 @@ class _Loop:
 
     def touch_up(self) -> None:
         """Touch-up phase: after each relaxation wait, re-read the converged cells and
-        program again those that relaxed out of the band."""
+        program again those that relaxed out of the band. ``touchup_rounds`` rounds, and
+        more (up to ``touchup_rounds_max``) while a round re-opens at least
+        ``touchup_more_share`` of the cells it re-read: a die that relaxes strongly gets
+        the rounds it needs, one that holds stops early."""
         p = self.p
-        for _ in range(p.touchup_rounds):
+        rounds, share = 0, 0.0
+        while rounds < p.touchup_rounds or (0 < rounds < p.touchup_rounds_max
+                                            and share >= p.touchup_more_share):
+            rounds += 1
             wait = max(p.relax_wait_s, p.relax_wait_factor * (self.bench_now() - self.phase_start))
             if self.clock is None or wait <= 0:
                 break
             self.clock.wait(wait)
             self.waited += wait
-            if not self.reopen_drifted():
+            share = self.reopen_drifted()
+            if not share:
                 break
             self.phase_start = self.bench_now()
             self.run("touch-up")
@@ -368,24 +379,49 @@ class _Loop:
         mean = (previous * n_before + g) / (n_before + 1)
         self.g[idx] = mean
         err = np.abs(mean - self.t[idx])
-        accepted = err <= self._accept_zone(mean, n_reads, self.accept)
+        accepted = ((err <= self._accept_zone(mean, n_reads, self.accept, self.rejects[idx]))
+                    & (n_reads >= 2))
         # a confirmation that would end in a RESET may take more reads, where a RESET
         # costs more than reads do (PCM: it melts the cell back to the bottom)
         budget = np.where(mean > self.t[idx], p.max_confirm_reads_reset, p.max_confirm_reads)
-        out = ~accepted & ((err > self._doubt_zone(mean, n_reads)) | (n_reads >= budget))
+        spent = n_reads >= budget
+        if p.budget_confidence is not None and np.any(spent & ~accepted):
+            # the reads are spent: a pulse would land anywhere in the landing scatter,
+            # so a mean still inside the band on budget_confidence is kept
+            last = spent & ~accepted
+            sigma = self.noise.sigma(mean[last])
+            if sigma is not None:
+                zone = p.tolerance - p.budget_confidence * sigma / np.sqrt(n_reads[last])
+                kept = np.zeros(idx.size, bool)
+                kept[last] = err[last] <= zone
+                accepted |= kept
+        out = ~accepted & ((err > self._doubt_zone(mean, n_reads)) | spent)
         self.status[idx[accepted]] = CONVERGED
         self.status[idx[out]] = ACTIVE
         self.rejects[idx[out]] = _bump(self.rejects[idx[out]], p.doubt_rounds)
 
-    def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float) -> np.ndarray:
-        """Per-cell acceptance half-width: confident the truth is within tolerance."""
+    def _accept_zone(self, g: np.ndarray, n_reads: np.ndarray, fixed: float,
+                     rejects: np.ndarray | None = None) -> np.ndarray:
+        """Per-cell acceptance half-width: confident the truth is within tolerance. The
+        confidence asked of a cell falls by ``accept_relax`` with each confirmation of it
+        that ended in a pulse (``rejects``), down to ``accept_confidence_min``: a cell
+        whose pulses keep landing near the band's edge, where the reads cannot settle it
+        in a confirmation, is not pulsed and re-read for the rest of the run."""
         p = self.p
         sigma = self.noise.sigma(g) if p.accept_confidence > 0 else None
         if sigma is None:
             zone = np.full(g.shape, fixed)
         else:
-            zone = p.tolerance - p.accept_confidence * sigma / np.sqrt(n_reads)
-            zone = np.clip(zone, 0.5 * p.tolerance, p.accept_max_fraction * p.tolerance)
+            z = p.accept_confidence
+            if rejects is not None and p.accept_relax < 1:
+                late = np.maximum(rejects.astype(np.float64) - p.doubt_rounds, 0.0)
+                z = np.maximum(min(z, p.accept_confidence_min), z * p.accept_relax ** late)
+            # the uncertainty of the mean, and of what the cell will still do by the
+            # next look (learned at the last re-read, x change_weight)
+            spread = np.sqrt(sigma ** 2 / n_reads + p.change_weight * self.change_var)
+            zone = p.tolerance - z * spread
+            zone = np.clip(zone, p.accept_min_fraction * p.tolerance,
+                           p.accept_max_fraction * p.tolerance)
         if self.h.on and self.h.accept_fraction < 1:
             zone = np.minimum(zone, self.h.accept_fraction * p.tolerance)
         return zone
@@ -415,7 +451,10 @@ class _Loop:
                 done &= ~self.must_pulse[idx]
             self.status[idx[done]] = CONFIRM
             self.g_last[idx[done]] = g[done]
-            self.n_reads[idx[done]] = 1
+            # the read that sent a cell to confirmation was chosen for lying near the
+            # band: counted, it would pull every mean inward (truly-out cells accepted);
+            # the mean is of the reads after it
+            self.n_reads[idx[done]] = 0
         else:
             done = np.abs(err) <= self.accept
             self.status[idx[done]] = CONVERGED
@@ -474,6 +513,8 @@ class _Loop:
         e = self.g[todo] - self.t[todo]
         polarity = np.where(e < 0, np.int8(SET), np.int8(RESET))
         wanted = np.abs(e) * p.aim
+        if p.overshoot_cost > 1:
+            wanted -= self._shortfall(todo, polarity, wanted)
         if pilot:
             wanted = self._pilot_spread(wanted)
         if probes.size:  # probes go the other way, asking for a clearly visible move
@@ -498,6 +539,27 @@ class _Loop:
                                             width[normal])
         self.pending = (todo, polarity, volts, width, self.g[todo])
         return int(normal.size)
+
+    def _shortfall(self, todo: np.ndarray, polarity: np.ndarray,
+                   wanted: np.ndarray) -> np.ndarray:
+        """How far short of the target a SET aims (S) where overshooting costs
+        ``overshoot_cost`` times more than undershooting (PCM: a RESET and a climb).
+        With the landing ~ N(target + mu, s^2) (s^2: the steps' learned scatter and the
+        read noise of the estimate), the expected cost P(over) C + P(under) is least at
+        mu = -s^2 ln C / (2 tolerance); never more than half the planned move."""
+        step = getattr(self.response, "step_scatter", None)
+        up = polarity == SET
+        out = np.zeros(wanted.shape)
+        if step is None or not np.any(up):
+            return out
+        g = self.g[todo[up]].astype(np.float64)
+        scatter = step(SET, g)
+        if scatter is None:
+            return out
+        s2 = scatter ** 2 + self._read_var(g, 1)
+        mu = s2 * np.log(self.p.overshoot_cost) / (2 * self.p.tolerance)
+        out[up] = np.minimum(mu, 0.5 * wanted[up])
+        return out
 
     def _send(self, cells: np.ndarray, polarity: np.ndarray, volts: np.ndarray,
               width: np.ndarray) -> None:
@@ -533,23 +595,86 @@ class _Loop:
                                    snapshot=self.result))
 
     # -- touch-up ---------------------------------------------------------------------
-    def reopen_drifted(self) -> bool:
-        """Re-read converged cells (mean of two reads); those that relaxed out of the
-        acceptance band become active again (their next read may still send them to
-        confirmation first, see the doubt zone)."""
+    def reopen_drifted(self) -> float:
+        """Re-read converged cells (mean of two reads, combined with what was known of
+        them: :meth:`_combine`); those out of the acceptance zone go on confirming.
+        Returns the share of the re-read cells re-opened (0: none). Per cell in blocks
+        of ``CHUNK`` (a million-cell re-read makes no million-cell temporaries beyond
+        the reads)."""
         idx = np.flatnonzero(self.status == CONVERGED)
         if idx.size == 0:
-            return False
+            return 0.0
         first, second = self._read(idx), self._read(idx)
         self.noise.add(first, second - first)  # two reads of unpulsed cells: read noise
-        g = 0.5 * (first + second)
-        self.g[idx] = g
-        zone = self._accept_zone(g, np.full(idx.size, 2), self.p.tolerance * self.p.accept_fraction)
-        drifted = np.abs(g - self.t[idx]) > zone
-        again = idx[drifted & (self.pulses[idx] < self.p.max_pulses)]
-        self.status[again] = ACTIVE
-        self.stalls[again] = 0
-        return again.size > 0
+        first += second
+        first *= 0.5  # the re-read: the mean of the two, in place
+        stats = self._change_stats(idx, first)
+        reopened = 0
+        for start in range(0, idx.size, CHUNK):
+            b = slice(start, start + CHUNK)
+            cells = idx[b]
+            g, n_eff = self._combine(cells, first[b], stats)
+            self.g[cells] = g
+            zone = self._accept_zone(g, n_eff, self.p.tolerance * self.p.accept_fraction,
+                                     self.rejects[cells])
+            again = (np.abs(g - self.t[cells]) > zone) & (self.pulses[cells] < self.p.max_pulses)
+            # the re-opened cells carry on confirming from the evidence so far: a cell
+            # that is out goes on to a pulse after a read or two, one that is in is not
+            # disturbed
+            self.status[cells[again]] = CONFIRM
+            self.g_last[cells[again]] = second[b][again]
+            self.stalls[cells[again]] = 0
+            reopened += int(np.count_nonzero(again))
+        return reopened / idx.size
+
+    def _change_stats(self, idx: np.ndarray, new: np.ndarray) -> tuple[float, float] | None:
+        """What accepted cells ``idx`` did between their estimate and the re-read ``new``,
+        beyond read noise: the population's shift (the median change) and the change's
+        variance (S^2; also kept as ``change_var``). None: not learned (read noise not
+        known yet, too few cells, or ``reread_weight`` 0)."""
+        if self.noise.fit is None or self.p.reread_weight <= 0 or idx.size < 32:
+            return None
+        change = (new - self.g[idx]).astype(np.float32)  # (compact: a median, one pass)
+        shift = float(np.median(change))
+        total, count = 0.0, 0
+        for start in range(0, idx.size, CHUNK):
+            b = slice(start, start + CHUNK)
+            n_old = np.maximum(self.n_reads[idx[b]].astype(np.float64), 1.0)
+            var_read = np.maximum(self.noise.sigma(new[b]), 1e-12) ** 2
+            # E[(change - shift)^2] = read noise of both means + the cells' own change
+            total += float(np.sum((change[b].astype(np.float64) - shift) ** 2
+                                  - var_read * (0.5 + 1.0 / n_old)))
+            count += n_old.size
+        del change
+        self.change_var = max(0.0, total / count)
+        return shift, self.change_var
+
+    def _combine(self, idx: np.ndarray, new: np.ndarray,
+                 stats: tuple[float, float] | None = ...) -> tuple[np.ndarray, np.ndarray]:
+        """Estimates of accepted cells from a two-read re-read ``new`` and what was known
+        before (their estimate, the mean of ``n_reads`` reads), and the number of reads
+        each is worth (stored in ``n_reads``). What the cells did meanwhile (relaxation;
+        nothing on PCM before its drift sets in) comes from :meth:`_change_stats`
+        (``stats``; by default learned from these cells). The old estimate, shifted,
+        counts in inverse proportion to its variance (read noise of its mean plus that
+        change), so cells that do not move keep their reads and cells that do are
+        judged on the new ones."""
+        p = self.p
+        if stats is ...:
+            stats = self._change_stats(idx, new)
+        if stats is None:
+            return new, np.full(idx.size, 2.0)
+        shift, change_var = stats
+        n_old = np.maximum(self.n_reads[idx].astype(np.float64), 1.0)
+        var_read = np.maximum(self.noise.sigma(new), 1e-12) ** 2
+        w_old = p.reread_weight / (var_read / n_old + change_var)
+        w_new = 2.0 / var_read
+        g = ((self.g[idx].astype(np.float64) + shift) * w_old + new * w_new) / (w_old + w_new)
+        reads_max = max(p.max_confirm_reads, p.max_confirm_reads_reset)
+        n_eff = np.clip(var_read * (w_old + w_new), 2.0, reads_max)
+        # the cell's reads so far, as many as its estimate is worth (counts the next one)
+        self.n_reads[idx] = np.floor(n_eff).astype(self.n_reads.dtype)
+        return g, n_eff
 
     # -- hold -------------------------------------------------------------------------
     def hold(self) -> None:

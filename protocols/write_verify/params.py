@@ -34,6 +34,14 @@ class WriteVerifyParams:
     # sigma_read(G) = a + b G fitted online from repeat reads (0: fixed accept_fraction)
     accept_confidence: float = 1.3
     accept_max_fraction: float = 0.95
+    accept_min_fraction: float = 0.5
+    # the confidence falls by this factor per confirmation that ended in a pulse, down
+    # to accept_confidence_min (1: it never falls)
+    accept_relax: float = 1.0
+    accept_confidence_min: float = 1.0
+    # when a confirmation's reads are spent, a mean within tolerance - z sigma / sqrt(n)
+    # with this z is accepted rather than pulsed (None: pulsed)
+    budget_confidence: float | None = None
     # a read within tolerance + z * sigma_read / sqrt(n) is confirmed by more reads
     # before a pulse, so noise does not trigger one (worst: an abrupt RESET)
     doubt_confidence: float = 1.0
@@ -43,12 +51,25 @@ class WriteVerifyParams:
     stall_pulses: int = 3  # pulses at the strongest drive without moving -> classify
     move_fraction: float = 0.5  # "moved" means more than this share of the band
     aim: float = 1.0  # fraction of the error each pulse aims to remove
+    # an overshoot of a SET costs this many times an undershoot (an abrupt RESET and a
+    # fresh climb on PCM); above 1, SETs aim short by the learned landing scatter
+    overshoot_cost: float = 1.0
     # wait before re-reading for touch-up: as long as the phase before it took on the
     # bench clock (x relax_wait_factor), so the last cells programmed relax about as long
     # as the first had, and at least relax_wait_s (both 0: no touch-up)
     relax_wait_s: float = 3.0
     relax_wait_factor: float = 1.0
     touchup_rounds: int = 2
+    # more rounds, up to touchup_rounds_max, while a round re-opens at least this share
+    # of the cells it re-read (a die that relaxes strongly)
+    touchup_rounds_max: int = 6
+    touchup_more_share: float = 0.08
+    # a touch-up re-read is combined with the cell's earlier reads, weighted by how much
+    # the cells were seen to change between them (x this factor; 0: the re-read alone)
+    reread_weight: float = 1.0
+    # acceptance also allows for this share of the change variance seen between an
+    # acceptance and the next re-read (strong relaxation: a narrower zone)
+    change_weight: float = 0.1
     initial_gain: float = 2e-6  # S per unit drive before anything is learned
     pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
     pilot_min_cells: int = 64
@@ -70,10 +91,17 @@ class WriteVerifyParams:
             "max_confirm_reads_reset": self.max_confirm_reads_reset >= 2,
             "doubt_rounds": self.doubt_rounds >= 0,
             "aim": 0 < self.aim <= 1.5,
+            "overshoot_cost": self.overshoot_cost >= 1,
+            "accept_relax": 0 < self.accept_relax <= 1,
+            "accept_min_fraction": 0 <= self.accept_min_fraction <= self.accept_max_fraction,
             # an endless wait would program the whole die and then never return
             "relax_wait_s": self.relax_wait_s >= 0 and math.isfinite(self.relax_wait_s),
             "relax_wait_factor": self.relax_wait_factor >= 0,
             "touchup_rounds": self.touchup_rounds >= 0,
+            "touchup_rounds_max": self.touchup_rounds_max >= 0,
+            "touchup_more_share": 0 < self.touchup_more_share <= 1,
+            "reread_weight": 0 <= self.reread_weight <= 1,
+            "change_weight": self.change_weight >= 0,
             "initial_gain": self.initial_gain > 0,
             "pilot_fraction": 0 < self.pilot_fraction <= 1,
         }

@@ -143,7 +143,11 @@ class AdaptiveResponse:
     # quiet pulses in a row stop counting here: ln 2 x 120 below the rate, any drive asked
     # for has long been the strongest allowed (and max_pulses is 60)
     QUIET_MAX = 120
+    QUIET_PATIENCE = 3
     FORMAT = 1  # of to_arrays()
+    STEP_NOISE_STEP = 3e-6  # steps expected below this (S) teach the absolute scatter
+    STEP_NOISE_MIN = 500  # steps before that scatter is used
+    learn_step_noise = True
 
     def __init__(self, size: int, model: PulseModel, initial_gain: float = 2e-6,
                  noise: float = 0.4e-6) -> None:
@@ -163,6 +167,10 @@ class AdaptiveResponse:
         self._count = [0, 0]
         self._fits = [0, 0]
         self._frozen = [False, False]
+        # the steps' scatter around the law (S), learned from the steps themselves: per
+        # polarity, running sums of a line a + b G through |innovation| sqrt(pi/2)
+        self.step_sums = np.zeros((2, 5))
+        self.step_fit: list[tuple[float, float] | None] = [None, None]
 
     # -- the population law ----------------------------------------------------------
     @staticmethod
@@ -294,13 +302,20 @@ class AdaptiveResponse:
                 expected = self._predict(p, cells, d_sel, g_sel)
             # a move clearly expected but not seen: step up so the drive climbs, faster
             # with every such pulse in a row (halve the rate, then quarter it, ...); a
-            # small move lost in the noise is just a noisy observation
+            # small move lost in the noise is just a noisy observation. Where the steps
+            # scatter more than that (PCM: ~1 uS), a quiet pulse whose expected move lay
+            # within the scatter steps up only from the QUIET_PATIENCE-th in a row: one
+            # small SET that landed short is not taken for a still cell, a stuck one
+            # still reaches the strongest pulse
+            noise = self._noise_at(p, g_sel)
             visible_at = np.maximum(2 * self.noise, 0.03 * np.abs(g_sel))
             strongest = self.at_max_drive(volts[sel], width[sel], polarity[sel])
             quiet = (moved_sel <= visible_at) & ((expected > visible_at) | strongest)
             self.quiet[p, cells[quiet]] = np.minimum(self.quiet[p, cells[quiet]],
                                                      self.QUIET_MAX - 1) + 1
             self.quiet[p, cells[~quiet]] = 0
+            quiet &= ((expected > 2 * noise) | strongest
+                      | (self.quiet[p, cells] >= self.QUIET_PATIENCE))
             step_up = np.log(2.0) * self.quiet[p, cells[quiet]]
             if self.law[p] is None:
                 self.prior_factor[p, cells[quiet]] -= step_up
@@ -309,7 +324,9 @@ class AdaptiveResponse:
                 self.cov[p, cells[quiet], 0] = np.maximum(self.cov[p, cells[quiet], 0],
                                                           self.PRIOR_VAR[0])
                 self._update_cells(p, cells[~quiet], d_sel[~quiet], moved_sel[~quiet],
-                                   g_sel[~quiet])
+                                   g_sel[~quiet], noise[~quiet])
+                if self.learn_step_noise:
+                    self._add_step_noise(p, g_sel, moved_sel - expected, expected)
             if not self._frozen[p]:
                 # the fit takes the first MAX_SAMPLES steps: keep no more than those
                 room = self.MAX_SAMPLES - sum(s.shape[1] for s in self._samples[p])
@@ -318,6 +335,39 @@ class AdaptiveResponse:
                                                       g_sel[:room]]))
                 self._count[p] += int(sel.sum())
         return True
+
+    def step_scatter(self, p: int, g: np.ndarray) -> np.ndarray | None:
+        """The learned absolute scatter (S) of a polarity-``p`` step from ``g``, or None
+        until enough steps are seen."""
+        fit = self.step_fit[p]
+        return None if fit is None else fit[0] + fit[1] * np.abs(np.asarray(g, np.float64))
+
+    def _noise_at(self, p: int, g: np.ndarray) -> np.ndarray:
+        """Absolute scatter (S) of a step observed from ``g``: the verify noise, or what
+        the steps showed when larger (PCM: landing and 1/f read noise, ~1 uS)."""
+        fit = self.step_fit[p]
+        if fit is None:
+            return np.full(np.shape(g), self.noise)
+        return np.maximum(self.noise, fit[0] + fit[1] * np.abs(g))
+
+    def _add_step_noise(self, p: int, g: np.ndarray, innovation: np.ndarray,
+                        expected: np.ndarray) -> None:
+        """Learn the steps' absolute scatter from small steps (expected below
+        STEP_NOISE_STEP), where the share-of-step spread does not dominate it."""
+        small = (expected < self.STEP_NOISE_STEP) & np.isfinite(innovation)
+        if not np.any(small):
+            return
+        g, r = np.asarray(g[small], np.float64), np.asarray(innovation[small], np.float64)
+        share = self.RELATIVE_STEP_NOISE * expected[small]
+        # E|r| = sqrt(2/pi) sqrt(s^2 + share^2): the absolute part s
+        spread = np.sqrt(np.maximum(np.pi / 2 * r * r - share * share, 0.0))
+        self.step_sums[p] += [g.size, g.sum(), (g * g).sum(), spread.sum(), (g * spread).sum()]
+        n, sg, sgg, ss, sgs = self.step_sums[p]
+        det = n * sgg - sg * sg
+        if n < self.STEP_NOISE_MIN or det <= 1e-12 * max(n * sgg, 1e-300):
+            return
+        slope = (n * sgs - sg * ss) / det
+        self.step_fit[p] = (max(float((ss - slope * sg) / n), 0.0), max(float(slope), 0.0))
 
     def _predict(self, p, idx, d, g):
         """Mean move (S, in the pulse's direction) of cells ``idx`` from ``g`` at drive ``d``."""
@@ -333,10 +383,12 @@ class AdaptiveResponse:
         pred = span * (1.0 - keep)
         return pred, span * keep * r * d, sign * bound * (1.0 - keep)
 
-    def _update_cells(self, p, idx, d, moved, g):
-        """Iterated EKF on each cell's (log r, log B) factors from one observed move (S)."""
+    def _update_cells(self, p, idx, d, moved, g, noise=None):
+        """Iterated EKF on each cell's (log r, log B) factors from one observed move (S);
+        ``noise``: the step's absolute scatter (S; default the verify noise)."""
         if idx.size == 0:
             return
+        noise2 = self.noise**2 if noise is None else np.asarray(noise, np.float64) ** 2
         prior = self.factor[p, idx].astype(np.float64)
         c = self.cov[p, idx].astype(np.float64)
         v_r, c_rb, v_b = c[:, 0] + self.PROCESS_VAR, c[:, 1], c[:, 2] + self.PROCESS_VAR
@@ -344,7 +396,7 @@ class AdaptiveResponse:
         # belief is wrong, not the step: reopen it to the population's spread
         pred, h_r, h_b = self._linearised(p, prior, d, g)
         var = (h_r * h_r * v_r + 2 * h_r * h_b * c_rb + h_b * h_b * v_b
-               + (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2)
+               + (self.RELATIVE_STEP_NOISE * pred) ** 2 + noise2)
         surprised = (moved - pred) ** 2 > 9.0 * var
         v_r = np.where(surprised, np.maximum(v_r, self.PRIOR_VAR[0]), v_r)
         v_b = np.where(surprised, np.maximum(v_b, self.PRIOR_VAR[1]), v_b)
@@ -352,7 +404,7 @@ class AdaptiveResponse:
         x = prior.copy()
         for _ in range(self.EKF_ITERATIONS):
             pred, h_r, h_b = self._linearised(p, x, d, g)
-            obs_var = (self.RELATIVE_STEP_NOISE * pred) ** 2 + self.noise**2
+            obs_var = (self.RELATIVE_STEP_NOISE * pred) ** 2 + noise2
             # innovation, linearised at the current iterate x (Gauss-Newton on the MAP)
             y = moved - pred - h_r * (prior[:, 0] - x[:, 0]) - h_b * (prior[:, 1] - x[:, 1])
             ph_r = v_r * h_r + c_rb * h_b
@@ -392,7 +444,9 @@ class AdaptiveResponse:
                                  else np.zeros((2, self.size), STATE_DTYPE)),
                    law=np.array([(np.nan, np.nan) if law is None else law for law in self.law]),
                    count=np.array(self._count, np.int64), fits=np.array(self._fits, np.int64),
-                   frozen=np.array(self._frozen, bool))
+                   frozen=np.array(self._frozen, bool), step_sums=self.step_sums.copy(),
+                   step_fit=np.array([(np.nan, np.nan) if f is None else f
+                                      for f in self.step_fit]))
         for p, name in ((SET, "set"), (RESET, "reset")):
             samples = self._samples[p]
             out[f"samples.{name}"] = (np.concatenate(samples, axis=1) if samples
@@ -421,6 +475,10 @@ class AdaptiveResponse:
         model._count = [int(c) for c in arrays["count"]]
         model._fits = [int(c) for c in arrays["fits"]]
         model._frozen = [bool(f) for f in arrays["frozen"]]
+        if "step_sums" in arrays:  # (saved before the step scatter was learned: none)
+            model.step_sums = np.array(arrays["step_sums"], np.float64).reshape(2, 5)
+            model.step_fit = [None if np.isnan(a) else (float(a), float(b))
+                              for a, b in np.asarray(arrays["step_fit"], np.float64)]
         for p, name in ((SET, "set"), (RESET, "reset")):
             samples = np.array(arrays[f"samples.{name}"], np.float64).reshape(3, -1)
             model._samples[p] = [samples] if samples.shape[1] else []

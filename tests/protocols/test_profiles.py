@@ -19,6 +19,9 @@ COMMON = {
     "doubt_confidence": 1.0, "doubt_rounds": 3, "max_pulses": 60, "max_iterations": 400,
     "stall_pulses": 3, "move_fraction": 0.5, "touchup_rounds": 2, "initial_gain": 2e-06,
     "pilot_fraction": 0.05, "pilot_min_cells": 64, "seed": 0, "verify_noise": 4e-07,
+    "accept_min_fraction": 0.5, "accept_relax": 1.0, "accept_confidence_min": 1.0,
+    "overshoot_cost": 1.0, "reread_weight": 1.0, "touchup_rounds_max": 6,
+    "touchup_more_share": 0.08, "change_weight": 0.1, "budget_confidence": None,
 }
 EXPECTED = {
     "rram": {**COMMON, "max_confirm_reads": 4, "max_confirm_reads_reset": 4, "aim": 1.0,
@@ -28,8 +31,12 @@ EXPECTED = {
                              "amplitude_exponent": 2.0, "width_reference": 1e-06,
                              "width_exponent": 0.5, "v_max": 4.0, "w_max": 100e-6,
                              "set_width_max": None, "v_min_over": 0.05}},
-    "pcm": {**COMMON, "max_confirm_reads": 8, "max_confirm_reads_reset": 16, "aim": 0.85,
-            "relax_wait_s": 5.0, "relax_wait_factor": 0.0,
+    # issue 14 part 3: strict sequential confirmation (1/f reads), SETs aimed short
+    # (abrupt RESET), no touch-up before drift sets in
+    "pcm": {**COMMON, "max_confirm_reads": 16, "max_confirm_reads_reset": 24, "aim": 0.95,
+            "relax_wait_s": 5.0, "relax_wait_factor": 0.0, "touchup_rounds": 0,
+            "accept_confidence": 2.5, "accept_min_fraction": 0.0, "accept_relax": 0.7,
+            "accept_confidence_min": 0.5, "overshoot_cost": 3.0,
             "pulse_model": {"set_threshold": 0.8, "reset_threshold": 1.5,
                             "set_reference": 1.2, "reset_reference": 2.0,
                             "amplitude_exponent": 2.0, "width_reference": 100e-9,
@@ -83,7 +90,9 @@ def test_each_hint_is_read_from_the_datasheet_not_the_technology():
                                 read_noise="1/f")
     params = write_verify_params(dataclasses.replace(rram, programming=hints))
     assert (params.relax_wait_s, params.relax_wait_factor) == (10.0, 0.0)
-    assert (params.max_confirm_reads, params.max_confirm_reads_reset, params.aim) == (8, 8, 1.0)
+    assert (params.max_confirm_reads, params.max_confirm_reads_reset, params.aim) == (16, 16, 1.0)
+    assert (params.touchup_rounds, params.accept_confidence, params.overshoot_cost) == (
+        0, 2.5, 1.0)
 
 
 def test_the_pulse_model_is_capped_at_the_datasheets_limits():
@@ -100,6 +109,9 @@ def test_options_override_the_defaults():
     assert (params.tolerance, params.max_pulses, params.read_averages) == (2e-6, 5, 16)
     assert (params.relax_wait_s, params.relax_wait_factor) == (0.0, 0.0)  # no touch-up
     assert write_verify_params(sheet, relax_wait_s=7.5).relax_wait_s == 7.5
+    # a wait asked for on a drifting chip brings back the touch-ups it is for
+    assert write_verify_params(sheet).touchup_rounds == 0
+    assert write_verify_params(sheet, relax_wait_s=7.5).touchup_rounds == 2
 
 
 @pytest.mark.parametrize("option, value", [
