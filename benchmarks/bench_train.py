@@ -14,10 +14,11 @@ hybrid and chip-in-the-loop the ex-situ network they transfer), the test accurac
 chip, its gap to float, the plain-transfer accuracy (epoch 0), pulses per trained weight
 (programming excluded), array transactions and bench time per training sample, wall
 time (mean over the seeds; every run's must stay within 10 min). By default pcm runs
-only the method that applies to it (chip-in-the-loop); ``--methods`` runs what it
-names. Targets (issue 13): mixed >= float - 1 pt; chip-in-the-loop >= float - 0.5 pt;
-hybrid recovers >= 80 % of what the plain transfer lost; sgd with 10 % stuck cells
->= float - 3 pt. ``--resume-check``: mixed on die 12 is
+mixed, hybrid (their updates SET-only with refresh there) and chip-in-the-loop;
+``--methods`` runs what it names; ``--repeats`` sets the conversions per vector of the
+forward passes (default: the method's). Targets (issue 13): mixed >= float - 1 pt;
+chip-in-the-loop >= float - 0.5 pt; hybrid recovers >= 80 % of what the plain transfer
+lost; sgd with 10 % stuck cells >= float - 3 pt. ``--resume-check``: mixed on die 12 is
 stopped at a random epoch (as Ctrl-C would), resumed with ``--resume``, and its final
 accuracy compared with the seed-to-seed spread of uninterrupted runs.
 """
@@ -42,10 +43,10 @@ from calib.wiring.bench import Bench  # noqa: E402
 from calib.wiring.config import default_config  # noqa: E402
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
-# where a method applies: PCM's abrupt (melt-quench) RESET wipes a device, so the in-situ
-# updates of sgd, mixed and hybrid, which RESET a pair's high device, do not apply as
-# built (docs/training.md: hybrid on pcm ends below its own transfer)
-APPLIES = {"pcm": ("chip-in-loop",)}
+# where a method applies by default: on PCM (abrupt melt-quench RESET) the in-situ updates
+# are SET-only with refresh (update "auto"); sgd applies too but sends ~50x the pulses of
+# mixed, each refresh a write-verify, so it is left to --methods
+APPLIES = {"pcm": ("mixed", "hybrid", "chip-in-loop")}
 TARGET_GAP = {"mixed": 0.01, "chip-in-loop": 0.005}
 MAX_WALL_S = 600.0  # a full default run of any method (issue 13)
 DIE = 12
@@ -65,9 +66,9 @@ def chip_file(preset: str, case: str, tmp: Path) -> tuple[str, str]:
 
 
 def one(preset: str, chip: tuple[str, str], method: str, seed: int, epochs: int,
-        results: Path, stop_after: int | None = None) -> dict:
+        results: Path, stop_after: int | None = None, repeats: int | None = None) -> dict:
     """One training; ``stop_after``: interrupt after that epoch, then resume."""
-    options = TrainOptions(method=method, epochs=epochs, seed=seed)
+    options = TrainOptions(method=method, epochs=epochs, seed=seed, repeats=repeats)
     t0 = time.perf_counter()
 
     def stop(record: dict) -> None:
@@ -79,7 +80,7 @@ def one(preset: str, chip: tuple[str, str], method: str, seed: int, epochs: int,
             s = train_die(b, DIE, options, results=results, progress=stop)
         except JobInterrupted:
             s = train_die(b, DIE, TrainOptions(method=method, epochs=epochs, seed=seed,
-                                               resume=True), results=results)
+                                               resume=True, repeats=repeats), results=results)
     s["wall_s"] = time.perf_counter() - t0
     return s
 
@@ -129,9 +130,11 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["rram", "pcm"])
     ap.add_argument("--cases", nargs="+", default=["die12", "stuck10"])
     ap.add_argument("--methods", nargs="+", default=None,
-                    help="default: every method where it applies (pcm: chip-in-loop)")
+                    help="default: every method where it applies (pcm: all but sgd)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="conversions per vector in a forward MVM (default: the method's)")
     ap.add_argument("--resume-check", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +144,8 @@ def main() -> None:
                 chip = chip_file(preset, case, tmp)
                 for method in args.methods or APPLIES.get(preset, METHODS):
                     runs = [one(preset, chip, method, seed, args.epochs,
-                                tmp / f"{preset}-{case}-{method}-{seed}") for seed in args.seeds]
+                                tmp / f"{preset}-{case}-{method}-{seed}",
+                                repeats=args.repeats) for seed in args.seeds]
                     report(preset, case, method, runs)
         if args.resume_check:
             rng = np.random.default_rng(13)

@@ -76,17 +76,24 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
 @click.option("--backward", type=click.Choice(["auto", "chip", "digital"]), default="auto",
               show_default=True, help="Backward product: the controller's transposed MVM "
                                       "(chip) or from read conductances (digital).")
+@click.option("--repeats", type=int, default=None,
+              help="Conversions of each vector per forward MVM, averaged (default: the "
+                   "method's, 1).")
+@click.option("--update", type=click.Choice(["auto", "pair", "set-only"]), default="auto",
+              show_default=True, help="In-situ pair updates: RESET one device and SET the "
+                                      "other (pair), or SETs only with refresh (set-only; "
+                                      "auto: where RESET is abrupt, PCM).")
 @click.option("--resume", is_flag=True,
               help="Continue the die's interrupted training of this method.")
 @bench_option
 @results_option
 @wafer_option
 @json_option
-def command(die_id, method, dataset, epochs, lr, batch, backward, resume, bench_file,
-            results, wafer, as_json) -> None:
+def command(die_id, method, dataset, epochs, lr, batch, backward, repeats, update, resume,
+            bench_file, results, wafer, as_json) -> None:
     """Train a network on a die's crossbar and score it on the held-out test split."""
     options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
-                           backward=backward, resume=resume)
+                           backward=backward, resume=resume, repeats=repeats, update=update)
     with open_bench(bench_file) as b, epoch_progress(epochs, not as_json) as progress:
         summary = train_die(b, die_id, options, results=results, wafer=wafer,
                             progress=progress)

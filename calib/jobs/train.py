@@ -29,6 +29,7 @@ from calib.store import DieStore, DieStoreError
 from calib.store.schema import CHECKPOINTS
 from instruments.errors import InstrumentError, UserError
 from protocols.inference import InferenceInputError
+from protocols.profiles import write_verify_params
 from protocols.training import (
     InSitu,
     TrainData,
@@ -67,11 +68,14 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     form: bool | None = None
+    repeats: int | None = None  # conversions per vector in a forward MVM; None: the method's
+    update: str = "auto"  # pair, set-only, or auto (set-only where RESET is abrupt)
 
     def params(self) -> TrainParams:
         try:
             return TrainParams(epochs=self.epochs, lr=self.lr, batch=self.batch,
-                               backward=self.backward, seed=self.seed)
+                               backward=self.backward, seed=self.seed, repeats=self.repeats,
+                               update=self.update)
         except TrainingInputError as exc:
             raise TrainInputError(f"--{_option(str(exc))}: {exc}") from None
 
@@ -170,7 +174,8 @@ def _start(bench, store, data, params, method, found, run):
         if method == "chip-in-loop":
             return ChipInLoop.from_arrays(bench.array, bench.datasheet, data, params, arrays,
                                           meta, clock=bench.clock)
-        return InSitu.from_arrays(bench.array, data, params, arrays, meta, clock=bench.clock)
+        return InSitu.from_arrays(bench.array, data, params, arrays, meta, clock=bench.clock,
+                                  wv_params=write_verify_params(bench.datasheet))
     response = _stored_response(store, int(np.prod(bench.array.shape)))
     if method == "chip-in-loop":
         trainer = begin_chip_in_loop(bench.array, bench.datasheet, data, params,

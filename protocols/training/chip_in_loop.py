@@ -63,7 +63,8 @@ class ChipInLoop:
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
         self.chip = OnChip(array, mapping, biases, backward="digital",
-                           input_bits=params.input_bits, clock=clock, skip=self.skip)
+                           input_bits=params.input_bits, clock=clock, skip=self.skip,
+                           repeats=params.repeats_for("chip-in-loop"))
         self.w = [np.array(w, np.float64) for w in weights]
         self.layers = (len(mapping.tiles) - 1,)
         self.subset = np.arange(data.y_train.size)

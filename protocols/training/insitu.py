@@ -6,7 +6,10 @@ transposed MVM (or digitally from the last read), the weight gradients on the ho
 (outer products of a batch), the update rule (``sgd``: every device change over half a
 granularity step, now; ``mixed``: into the accumulators, pulses where they reach a
 step), one pulse transaction through the response model, one read of the used cells
-(which teaches the response model and is the digital backward's weights). Biases live
+(which teaches the response model and is the digital backward's weights). A pair's
+change is a RESET of one device and a SET of the other (``pair``) or, where RESET is
+abrupt (PCM), a SET of one device only, with a write-verify refresh of the pairs that
+near ``g_max`` after the read (``set-only``, :mod:`protocols.training.pulses`). Biases live
 on the host and train in float. Every epoch ends with the chip's accuracy on the
 training and the held-out test split.
 
@@ -31,9 +34,17 @@ from protocols.training.layout import floor_of, tile_cells
 from protocols.training.mixed import Accumulator
 from protocols.training.params import TrainingInputError, TrainParams
 from protocols.training.passes import OnChip
-from protocols.training.pulses import observe, pair_changes, send
+from protocols.training.pulses import (
+    observe,
+    pair_changes,
+    refresh_due,
+    refresh_targets,
+    send,
+    set_only_changes,
+)
 from protocols.training.result import EpochRecord, records_array, records_from
 from protocols.training.sgd import sgd_changes
+from protocols.write_verify import WriteVerifyParams, write_verify
 from protocols.write_verify.response import AdaptiveResponse
 
 RULES = ("sgd", "mixed")
@@ -41,9 +52,22 @@ MAX_CHANGE = 0.125  # of the window: the largest change one pulse is asked for
 CHECKPOINT_FORMAT = 1
 
 
-def default_granularity(mapping: Mapping) -> float:
-    """1/32 of the window (S): the step one pulse is trusted to make by default."""
-    return (mapping.g_max - mapping.g_min) / 32.0
+NOISE_STEPS = 2.0  # a granularity step is at least this many read-noise sigmas
+
+
+def default_granularity(mapping: Mapping, read_noise=None) -> float:
+    """The step (S) one pulse is trusted to make by default: 1/32 of the window, or
+    ``NOISE_STEPS`` times the read noise write-verify measured at mid-window
+    (``read_noise``: its :class:`~protocols.write_verify.ReadNoise` fit) when that is
+    larger: a smaller step could not be told from the read-to-read scatter of the read
+    that follows it (PCM's 1/f noise, ~0.7 uS at mid-window on the bundled chip, against
+    a 25 uS window; RRAM's is ~0.1 uS)."""
+    eps = (mapping.g_max - mapping.g_min) / 32.0
+    sigma = None if read_noise is None else read_noise.sigma(
+        np.array([0.5 * (mapping.g_min + mapping.g_max)]))
+    if sigma is not None and np.all(np.isfinite(sigma)):
+        eps = max(eps, NOISE_STEPS * float(np.ravel(sigma)[0]))
+    return eps
 
 
 def bounded(wanted: np.ndarray, g: np.ndarray, mapping: Mapping) -> np.ndarray:
@@ -64,25 +88,35 @@ class InSitu:
     programmed. ``subset``: indices of the training samples used (hybrid: a fraction).
     ``skip``: devices never pulsed (flat bool): those write-verify found unresponsive
     (stuck or unformed), whose pulses would be wasted; the gradient flows around them.
+    ``update``: ``pair`` (RESET one device, SET the other) or ``set-only`` (SETs only, and
+    a refresh by write-verify, with ``wv_params``, of the pairs whose device nears
+    ``g_max``: :mod:`protocols.training.pulses`). ``refreshes``: pairs refreshed so far.
     """
 
     def __init__(self, array, data: TrainData, params: TrainParams, *, rule: str,
                  mapping: Mapping, biases, response, clock=None, layers=None, subset=None,
                  accumulator: Accumulator | None = None, epoch: int = 0, records=(),
-                 programming_pulses: int = 0, skip: np.ndarray | None = None) -> None:
+                 programming_pulses: int = 0, skip: np.ndarray | None = None,
+                 repeats: int = 1, update: str = "pair",
+                 wv_params: WriteVerifyParams | None = None, refreshes: int = 0,
+                 granularity_s: float | None = None) -> None:
         if rule not in RULES:
             raise TrainingInputError(f"update rule {rule!r}: choose {', '.join(RULES)}")
+        if update not in ("pair", "set-only"):
+            raise TrainingInputError(f"update {update!r}: choose pair, set-only")
+        self.update, self.wv_params, self.refreshes = update, wv_params, int(refreshes)
         self.array, self.data, self.params, self.rule = array, data, params, rule
         self.clock, self.response = clock, response
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
         self.chip = OnChip(array, mapping, biases, backward=params.backward,
-                           input_bits=params.input_bits, clock=clock, skip=self.skip)
+                           input_bits=params.input_bits, clock=clock, skip=self.skip,
+                           repeats=repeats)
         self.layers = tuple(range(self.chip.layers) if layers is None else layers)
         self.subset = (np.arange(data.y_train.size) if subset is None
                        else np.asarray(subset, np.int64))
         self.acc = accumulator or Accumulator(size)
-        self.eps = params.granularity_s or default_granularity(mapping)
+        self.eps = granularity_s or params.granularity_s or default_granularity(mapping)
         self.epoch = int(epoch)
         self.records = list(records)
         self.programming_pulses = int(programming_pulses)
@@ -131,8 +165,11 @@ class InSitu:
         else:
             dg = sgd_changes(dg, self.eps, rng)
         g_flat = chip.g.ravel()
-        up, down = pair_changes(dg, g_flat[pairs[0]], g_flat[pairs[1]],
-                                floor_of(chip.mapping.g_min, chip.mapping.g_max))
+        if self.update == "set-only":
+            up, down = set_only_changes(dg)
+        else:
+            up, down = pair_changes(dg, g_flat[pairs[0]], g_flat[pairs[1]],
+                                    floor_of(chip.mapping.g_min, chip.mapping.g_max))
         cells, wanted = pairs.ravel(), np.concatenate([up, down])
         wanted = np.where(self.skip[cells], 0.0, wanted)
         g_now = g_flat[cells]
@@ -140,7 +177,37 @@ class InSitu:
         batch = send(self.array, self.response, cells, wanted, g_now)
         chip.read()
         observe(self.response, batch, chip.g.ravel())
-        return loss, 0 if batch is None else batch.count
+        sent = 0 if batch is None else batch.count
+        if self.update == "set-only":
+            sent += self.refresh(pairs)
+        return loss, sent
+
+    def refresh(self, pairs: np.ndarray) -> int:
+        """Re-program the pairs (of ``pairs``: 2 x n flat G+, G- cells) whose working
+        device reads near ``g_max`` and whose other device has climbed well above the floor
+        (set-only updates climb both devices; :func:`refresh_due`): the difference
+        as read goes back on one device above the floor, the other to the floor, by
+        write-verify (on PCM a device comes down by a RESET and climbs again); the chip
+        is read again. Returns the pulses."""
+        chip, m = self.chip, self.chip.mapping
+        g = chip.g.ravel()
+        plus, minus = pairs
+        floor = floor_of(m.g_min, m.g_max)
+        due = refresh_due(g[plus], g[minus], m.g_min, m.g_max, self.skip[plus],
+                          self.skip[minus], floor)
+        if not due.any():
+            return 0
+        tp, tm = refresh_targets(g[plus[due]], g[minus[due]], floor)
+        targets = np.full(int(np.prod(m.array_shape)), np.nan)
+        targets[plus[due]], targets[minus[due]] = tp, tm
+        targets[self.skip] = np.nan
+        wv = write_verify(self.array, targets.reshape(m.array_shape), clock=self.clock,
+                          params=self.wv_params or WriteVerifyParams(),
+                          response=self.response)
+        self.response = wv.response
+        self.refreshes += int(due.sum())
+        chip.read()
+        return int(np.sum(wv.pulses))
 
     def run_epoch(self, progress=None) -> EpochRecord:
         """One more epoch (the first call after programming records epoch 0 first)."""
@@ -194,13 +261,17 @@ class InSitu:
         for key, value in self.response.to_arrays().items():
             arrays[f"response.{key}"] = np.asarray(value)
         meta = {"rule": self.rule, "mapping": self.chip.mapping.to_dict(),
-                "granularity_s": self.eps, "backward": self.chip.backward}
+                "granularity_s": self.eps, "backward": self.chip.backward,
+                "repeats": self.chip.params.repeats, "update": self.update,
+                "refreshes": self.refreshes}
         return arrays, meta
 
     @classmethod
     def from_arrays(cls, array, data: TrainData, params: TrainParams, arrays: dict,
-                    meta: dict, clock=None) -> InSitu:
-        """Continue a checkpoint on ``array`` as it is now (its conductances are read)."""
+                    meta: dict, clock=None, wv_params: WriteVerifyParams | None = None
+                    ) -> InSitu:
+        """Continue a checkpoint on ``array`` as it is now (its conductances are read);
+        ``wv_params``: write-verify's for the refreshes of set-only updates."""
         a = {k: np.asarray(v) for k, v in arrays.items()}
         if int(a.get("format", -1)) != CHECKPOINT_FORMAT:
             raise TrainingInputError(f"checkpoint format {a.get('format')!r}: expected "
@@ -218,4 +289,7 @@ class InSitu:
                    response=response, clock=clock, layers=tuple(int(v) for v in a["layers"]),
                    subset=a["subset"], accumulator=Accumulator(a["chi"].size, a["chi"]),
                    epoch=int(a["epoch"]), records=records_from(a["records"]),
-                   programming_pulses=int(a["programming_pulses"]), skip=a["skip"])
+                   programming_pulses=int(a["programming_pulses"]), skip=a["skip"],
+                   repeats=int(meta.get("repeats", 1)), update=meta.get("update", "pair"),
+                   wv_params=wv_params, refreshes=int(meta.get("refreshes", 0)),
+                   granularity_s=meta.get("granularity_s"))

@@ -10,7 +10,10 @@ from instruments.errors import UserError
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
 BACKWARDS = ("auto", "chip", "digital")
+UPDATES = ("auto", "pair", "set-only")
 LR_DECAY = 1.0  # per epoch, of the learning rate (see TrainParams)
+# conversions per input vector in each forward MVM, by method (TrainParams.repeats None)
+REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 1, "chip-in-loop": 1}
 
 
 class TrainingInputError(UserError, ValueError):
@@ -36,6 +39,15 @@ class TrainParams:
     and chip-in-the-loop). ``lr_decay``: the learning rate of epoch e is
     ``lr * lr_decay ** (e - 1)``, on the chip and in the float baseline of the same
     budget alike (the ex-situ network keeps a constant ``lr``); 1: constant.
+    ``repeats``: conversions of each input vector in the same MVM transaction of a
+    forward pass, averaged (the inference protocol's ``InferenceParams.repeats``: the
+    column read-out noise falls as 1/sqrt(repeats), at ``repeats`` times the
+    conversions, not more transactions); None: the method's default (``REPEATS``).
+    ``update``: how an in-situ update changes a pair (sgd, mixed, hybrid): ``pair``
+    (RESET the device that should come down, SET the other for the rest), ``set-only``
+    (SET only the device whose increase gives the wanted sign; a pair whose device nears
+    ``g_max`` is re-programmed to its difference by write-verify: the refresh), ``auto``
+    (set-only where the datasheet's RESET is abrupt, PCM; pair elsewhere).
     """
 
     epochs: int = 10
@@ -50,6 +62,12 @@ class TrainParams:
     fraction: float = 0.25
     float_epochs: int = 30
     lr_decay: float = LR_DECAY
+    repeats: int | None = None
+    update: str = "auto"
+
+    def repeats_for(self, method: str) -> int:
+        """Conversions per vector of ``method``'s forward passes."""
+        return int(self.repeats) if self.repeats is not None else REPEATS[method]
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1 = the first)."""
@@ -78,6 +96,11 @@ class TrainParams:
         b = self.input_bits
         if b is not None and not (_whole(b) and 1 <= b <= 16):
             raise TrainingInputError(f"input_bits: 1..16 or None, got {b!r}")
+        if self.update not in UPDATES:
+            raise TrainingInputError(f"update: {self.update!r}; choose {', '.join(UPDATES)}")
+        r = self.repeats
+        if r is not None and not (_whole(r) and 1 <= r <= 64):
+            raise TrainingInputError(f"repeats: 1..64 or None, got {r!r}")
         if not (_number(self.fraction) and 0 < self.fraction <= 1):
             raise TrainingInputError(f"fraction: in (0, 1], got {self.fraction!r}")
 

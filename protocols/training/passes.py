@@ -39,17 +39,19 @@ class OnChip:
 
     ``g``: the conductances (S, array shape) of the used cells as last read, NaN
     elsewhere. Counters: ``mvm_calls`` (forward), ``backward_calls`` (transposed),
-    ``reads``.
+    ``reads``. ``repeats``: conversions of each vector in one forward MVM transaction,
+    averaged (``InferenceParams.repeats``).
     """
 
     def __init__(self, array, mapping, biases, *, backward: str = "auto",
-                 input_bits: int | None = 8, clock=None, skip=None) -> None:
+                 input_bits: int | None = 8, clock=None, skip=None,
+                 repeats: int = 1) -> None:
         self.array, self.mapping, self.clock = array, mapping, clock
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
         self.biases = [np.array(b, np.float64) for b in biases]
         self.backward = backward_mode(array, backward)
-        self.params = InferenceParams(input_bits=input_bits)
+        self.params = InferenceParams(input_bits=input_bits, repeats=repeats)
         self.cells = np.flatnonzero(mapping.used)
         self.g = np.full(mapping.array_shape, np.nan)
         self.mvm_calls = self.backward_calls = self.reads = 0

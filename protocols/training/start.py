@@ -20,9 +20,10 @@ import numpy as np
 from protocols.profiles import write_verify_params
 from protocols.training.baseline import FloatBaseline, init_weights, train_float
 from protocols.training.dataset import TrainData
-from protocols.training.insitu import InSitu
+from protocols.training.insitu import InSitu, default_granularity
 from protocols.training.layout import training_mapping, with_weights
 from protocols.training.params import TrainingInputError, TrainParams, check_method
+from protocols.training.pulses import update_rule
 from protocols.write_verify import write_verify
 
 
@@ -92,4 +93,8 @@ def begin(array, datasheet, data: TrainData, params: TrainParams, method: str, *
     return InSitu(array, data, params, rule=rule, mapping=mapping, biases=biases,
                   response=wv.response, clock=clock, layers=layers, subset=subset,
                   programming_pulses=int(np.sum(wv.pulses)),
-                  skip=off_target(wv, method != "hybrid"))
+                  skip=off_target(wv, method != "hybrid"), repeats=params.repeats_for(method),
+                  update=update_rule(params.update, datasheet),
+                  wv_params=write_verify_params(datasheet),
+                  granularity_s=params.granularity_s or default_granularity(
+                      mapping, getattr(wv, "read_noise", None)))

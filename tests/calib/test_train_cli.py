@@ -110,6 +110,7 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     ({"x_test": np.zeros((0, 8)), "y_test": np.zeros(0, int)}, (), "empty"),
     ({}, ("--lr", "0"), "lr"),
     ({}, ("--batch", "0"), "batch"),
+    ({}, ("--repeats", "0"), "repeats"),
     ({"x_train": np.zeros((30, 200)), "x_test": np.zeros((10, 200))}, (), "rows|fit"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, override, args, match):
@@ -195,3 +196,17 @@ def test_progress_is_a_bar_on_a_terminal():
     assert "epoch 3: train 10.00%, test 80.00%, 60 pulses" in text
     with epoch_progress(3, False, term) as show:  # --json: nothing
         assert show is None
+
+
+def test_repeats_and_set_only_updates_reach_the_run(tmp_path):
+    data = blobs(tmp_path / "blobs.npz")
+    out = run("train", "--die", 12, "--method", "mixed", "--dataset", data, "--epochs", 1,
+              "--lr", 0.5, "--batch", 5, "--repeats", 2, "--update", "set-only",
+              "--results", tmp_path / "r", "--json")
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)
+    store = DieStore(s["file"])
+    params = store.read_run(s["run"])["params"]
+    assert params["repeats"] == 2 and params["update"] == "set-only"
+    _, meta = store.load_artifact("checkpoint", s["run"])
+    assert meta["update"] == "set-only" and meta["repeats"] == 2

@@ -108,3 +108,30 @@ def test_chip_in_loop_checkpoint_round_trip(bench):
     assert np.array_equal(back.chip.biases[1], t.chip.biases[1])
     back.run_epoch()
     assert back.epoch == 2 and back.records[-1].pulses > 0
+
+
+def test_set_only_training_checkpoint_keeps_its_rule_step_and_refreshes(bench):
+    """A set-only (PCM-style) run on the rram bench: SET pulses only, and what resume
+    needs — the update rule, the granularity chosen at the start, the refresh count,
+    the conversions per vector — comes back from the checkpoint."""
+    data = blobs()
+    params = TrainParams(epochs=2, lr=0.5, batch=5, hidden=6, float_epochs=30,
+                         update="set-only", repeats=2)
+    t = begin(bench.array, bench.datasheet, data, params, "mixed", clock=bench.clock)
+    assert t.update == "set-only" and t.chip.params.repeats == 2
+    sent = []
+    pulse = bench.array.pulse_cells
+
+    def spy(cells, volts, *args, **kwargs):
+        sent.append(np.asarray(volts))
+        return pulse(cells, volts, *args, **kwargs)
+
+    bench.array.pulse_cells = spy
+    t.run_epoch()
+    bench.array.pulse_cells = pulse
+    assert sent and all((v >= 0).all() for v in sent[:1])  # the first batch: SETs only
+    t.refreshes = 3
+    arrays, meta = t.to_arrays()
+    back = InSitu.from_arrays(bench.array, data, params, arrays, meta, clock=bench.clock)
+    assert back.update == "set-only" and back.refreshes == 3 and back.eps == t.eps
+    assert back.chip.params.repeats == 2
