@@ -156,7 +156,9 @@ def one_run(preset: str, size: int, oracle: bool, seed: int = 7, die: int = 12,
             # the oracle's noise-free reads make its tail long (rram 256^2: 201 iterations
             # against the loop's 62), and a touch-up round cut by the cap leaves cells
             # just pulsed: it is not held to the loop's cap
-            params = dataclasses.replace(params, max_iterations=ORACLE_MAX_ITERATIONS)
+            # (nor to the soft deadline: it would give up the reference's own tail)
+            params = dataclasses.replace(params, max_iterations=ORACLE_MAX_ITERATIONS,
+                                         deadline_factor=None)
             if params.overshoot_cost > 1:
                 # the loop's aim (0.95) goes with its learned shortfall, for which the
                 # oracle has no scatter: it keeps the aim best for it (PCM 256^2: 2.44

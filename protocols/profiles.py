@@ -40,6 +40,8 @@ What they mean for write-verify (:func:`write_verify_params`):
   reduces): a strict sequential confirmation, up to 16 reads (16 before a RESET too,
   unless abrupt), confidence z 2.5 with no floor on the zone, relaxed x0.7 per
   rejected confirmation after the third (down to 0.5).
+(``escalate_pulses`` 10 and ``deadline_factor`` 1.6 were measured for PCM and are left
+off: docs/write-verify.md, "The tail and the stuck-low cells".)
 """
 
 from __future__ import annotations

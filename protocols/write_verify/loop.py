@@ -225,6 +225,7 @@ class _Loop:
         # variance (S^2) of what accepted cells did between acceptance and re-read beyond
         # read noise, learned at each touch-up re-read (0 until one)
         self.change_var = 0.0
+        self.late = False  # past the phase's deadline (see run)
         if self.h.on:
             self.must_pulse = np.zeros(n, bool)
             self.t = flat_t.copy()
@@ -268,16 +269,33 @@ class _Loop:
             self.run("touch-up")
 
     def run(self, phase: str) -> None:
-        """Iterations of verify, confirm, judge and pulse until no cell is in play."""
-        while self.iterations < self.p.max_iterations:
+        """Iterations of verify, confirm, judge and pulse until no cell is in play.
+
+        With ``deadline_factor``: once ``deadline_share`` of the cells in play at the
+        start are settled, at the phase's k-th iteration, the cells still in play after
+        ``deadline_factor`` x k iterations are settled on what their reads say
+        (:attr:`late`): a confirming cell is accepted on a mean within the band on
+        ``deadline_confidence`` (after >= 2 reads), and every other is given up
+        (exhausted) instead of pulsed. The last iterations of a run are otherwise a few
+        dozen cells of a million whose landings keep missing the band by a fraction."""
+        p = self.p
+        started, deadline, it0, self.late = 0, None, self.iterations, False
+        while self.iterations < p.max_iterations:
             idx = np.flatnonzero(np.isin(self.status, IN_PLAY))
             if idx.size == 0:
                 break
+            if p.deadline_factor is not None:
+                if started == 0:
+                    started = idx.size
+                elif deadline is None and idx.size <= (1 - p.deadline_share) * started:
+                    deadline = int(np.ceil(p.deadline_factor * (self.iterations - it0)))
+                self.late = deadline is not None and (self.iterations - it0) >= deadline
             idx, g = self._verify(idx)
             confirming = self.status[idx] == CONFIRM
             self._confirm(idx[confirming], g[confirming])
             self._judge(idx[~confirming], g[~confirming])
-            out_of_budget = (self.status[idx] == ACTIVE) & (self.pulses[idx] >= self.p.max_pulses)
+            out_of_budget = (self.status[idx] == ACTIVE) & (
+                (self.pulses[idx] >= p.max_pulses) | self.late)
             self.status[idx[out_of_budget]] = EXHAUSTED
             # the batch's cells, and nothing batch-sized kept beside them while it is sent
             active = int(idx.size)
@@ -395,6 +413,12 @@ class _Loop:
                 kept = np.zeros(idx.size, bool)
                 kept[last] = err[last] <= zone
                 accepted |= kept
+        if self.late:  # past the deadline: settled on the reads so far
+            sigma = self.noise.sigma(mean)
+            if sigma is not None:
+                zone = p.tolerance - p.deadline_confidence * sigma / np.sqrt(n_reads)
+                accepted |= (err <= zone) & (n_reads >= 2)
+            spent |= n_reads >= 2
         out = ~accepted & ((err > self._doubt_zone(mean, n_reads)) | spent)
         self.status[idx[accepted]] = CONVERGED
         self.status[idx[out]] = ACTIVE
@@ -527,6 +551,8 @@ class _Loop:
         del e
         volts, width = self.response.pulse_for(todo, polarity, wanted, self.g[todo])
         del wanted
+        if p.escalate_pulses is not None:
+            volts, width = self._escalate(todo, polarity, volts, width)
         if width.size and np.all(width == width[0]):  # one width: no array of it kept
             width = np.broadcast_to(width[:1], width.shape)
         self._send(todo, polarity, volts, width)
@@ -539,6 +565,30 @@ class _Loop:
                                             width[normal])
         self.pending = (todo, polarity, volts, width, self.g[todo])
         return int(normal.size)
+
+    def _escalate(self, todo: np.ndarray, polarity: np.ndarray, volts: np.ndarray,
+                  width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The strongest pulse for cells (not probes) that have had ``escalate_pulses``
+        pulses without ever moving clearly (as :meth:`_classify` counts it) and still
+        read within one band of zero, where a RESET cannot show a move either: a
+        stuck-low cell whose target lies just outside its band gets small SETs whose
+        expected move is lost in the read noise, so its drive never climbs to where the
+        stall classifier runs. Three such pulses without a move classify it."""
+        model = getattr(self.response, "model", None)
+        if model is None:
+            return volts, width
+        g = self.g[todo].astype(np.float64)
+        needed = np.maximum(np.maximum(4 * self.move_eps, 0.15 * np.abs(g)),
+                            self._move_noise(g, 5.0))
+        late = ((self.status[todo] == ACTIVE) & (self.pulses[todo] >= self.p.escalate_pulses)
+                & (self.max_move[todo] < needed) & (np.abs(g) <= self.p.tolerance))
+        if not np.any(late):
+            return volts, width
+        volts = np.array(volts, np.float64)
+        width = np.array(width, np.float64)
+        volts[late] = model.v_max
+        width[late] = model.width_cap(polarity[late])
+        return volts, width
 
     def _shortfall(self, todo: np.ndarray, polarity: np.ndarray,
                    wanted: np.ndarray) -> np.ndarray:

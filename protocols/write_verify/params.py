@@ -42,6 +42,17 @@ class WriteVerifyParams:
     # when a confirmation's reads are spent, a mean within tolerance - z sigma / sqrt(n)
     # with this z is accepted rather than pulsed (None: pulsed)
     budget_confidence: float | None = None
+    # a soft deadline: once deadline_share of the cells a phase started with are settled
+    # (at its k-th iteration), cells still in play after deadline_factor x k iterations
+    # are settled on what their reads say (None: no deadline; max_iterations still caps)
+    deadline_factor: float | None = None
+    deadline_share: float = 0.99
+    deadline_confidence: float = 0.5
+    # a cell that has had this many pulses (None: never) without ever moving clearly and
+    # still reads within one band of zero gets the strongest pulse, so the stall
+    # classifier can judge it (a stuck-low cell just outside its band otherwise gets
+    # small pulses, lost in the noise, until max_pulses)
+    escalate_pulses: int | None = None
     # a read within tolerance + z * sigma_read / sqrt(n) is confirmed by more reads
     # before a pulse, so noise does not trigger one (worst: an abrupt RESET)
     doubt_confidence: float = 1.0
@@ -90,6 +101,9 @@ class WriteVerifyParams:
             "max_confirm_reads": self.max_confirm_reads >= 2,
             "max_confirm_reads_reset": self.max_confirm_reads_reset >= 2,
             "doubt_rounds": self.doubt_rounds >= 0,
+            "deadline_factor": self.deadline_factor is None or self.deadline_factor >= 1,
+            "deadline_share": 0 < self.deadline_share < 1,
+            "escalate_pulses": self.escalate_pulses is None or self.escalate_pulses >= 1,
             "aim": 0 < self.aim <= 1.5,
             "overshoot_cost": self.overshoot_cost >= 1,
             "accept_relax": 0 < self.accept_relax <= 1,

@@ -93,7 +93,8 @@ class PulseModel:
             d_vmax = ((self.v_max - th[capped]) / (ref[capped] - th[capped])) ** (
                 self.amplitude_exponent)
             if self.width_exponent > 0:
-                factor = (d[capped] / d_vmax) ** (1.0 / self.width_exponent)
+                with np.errstate(over="ignore"):  # a huge drive: inf, clipped to the cap
+                    factor = (d[capped] / d_vmax) ** (1.0 / self.width_exponent)
             else:
                 factor = np.ones_like(d_vmax)
             width[capped] = self.width_reference * factor

@@ -22,6 +22,8 @@ COMMON = {
     "accept_min_fraction": 0.5, "accept_relax": 1.0, "accept_confidence_min": 1.0,
     "overshoot_cost": 1.0, "reread_weight": 1.0, "touchup_rounds_max": 6,
     "touchup_more_share": 0.08, "change_weight": 0.1, "budget_confidence": None,
+    "deadline_factor": None, "deadline_share": 0.99, "deadline_confidence": 0.5,
+    "escalate_pulses": None,
 }
 EXPECTED = {
     "rram": {**COMMON, "max_confirm_reads": 4, "max_confirm_reads_reset": 4, "aim": 1.0,
