@@ -16,11 +16,15 @@ chip, its gap to float, the plain-transfer accuracy (epoch 0), pulses per traine
 time (mean over the seeds; every run's must stay within 10 min). By default pcm runs
 mixed, hybrid (their updates SET-only with refresh there) and chip-in-the-loop;
 ``--methods`` runs what it names; ``--repeats`` sets the conversions per vector of the
-forward passes (default: the method's). Targets (issue 13): mixed >= float - 1 pt;
+forward passes (default: the method's), ``--faulty-pairs`` how a pair with one
+unresponsive device is used (default: the method's), ``--sgd-zone`` sgd's stochastic
+rounding zone (of the granularity), ``--sgd-every`` the batches sgd sums on the host per
+send. Targets (issue 13): mixed >= float - 1 pt;
 chip-in-the-loop >= float - 0.5 pt; hybrid recovers >= 80 % of what the plain transfer
 lost; sgd with 10 % stuck cells >= float - 3 pt. ``--resume-check``: mixed on die 12 is
 stopped at a random epoch (as Ctrl-C would), resumed with ``--resume``, and its final
-accuracy compared with the seed-to-seed spread of uninterrupted runs.
+accuracy compared with the seed-to-seed spread of uninterrupted runs (alone, it runs only
+that check; with ``--presets``, ``--cases`` or ``--methods`` the table too).
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ from calib.jobs.run import JobInterrupted  # noqa: E402
 from calib.jobs.train import TrainOptions, train_die  # noqa: E402
 from calib.wiring.bench import Bench  # noqa: E402
 from calib.wiring.config import default_config  # noqa: E402
+from protocols.training.params import SGD_ZONE  # noqa: E402
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
 # where a method applies by default: on PCM (abrupt melt-quench RESET) the in-situ updates
-# are SET-only with refresh (update "auto"); sgd applies too but sends ~50x the pulses of
-# mixed, each refresh a write-verify, so it is left to --methods
+# are SET-only with refresh (update "auto"); sgd applies too but sent ~50x the pulses of
+# mixed (its old rounding zone of 1/8 step), each refresh a write-verify: left to --methods
 APPLIES = {"pcm": ("mixed", "hybrid", "chip-in-loop")}
 TARGET_GAP = {"mixed": 0.01, "chip-in-loop": 0.005}
 MAX_WALL_S = 600.0  # a full default run of any method (issue 13)
@@ -66,9 +71,11 @@ def chip_file(preset: str, case: str, tmp: Path) -> tuple[str, str]:
 
 
 def one(preset: str, chip: tuple[str, str], method: str, seed: int, epochs: int,
-        results: Path, stop_after: int | None = None, repeats: int | None = None) -> dict:
-    """One training; ``stop_after``: interrupt after that epoch, then resume."""
-    options = TrainOptions(method=method, epochs=epochs, seed=seed, repeats=repeats)
+        results: Path, stop_after: int | None = None, repeats: int | None = None,
+        **extra) -> dict:
+    """One training; ``stop_after``: interrupt after that epoch, then resume; ``extra``:
+    more :class:`TrainOptions` (``faulty_pairs``)."""
+    options = TrainOptions(method=method, epochs=epochs, seed=seed, repeats=repeats, **extra)
     t0 = time.perf_counter()
 
     def stop(record: dict) -> None:
@@ -79,8 +86,7 @@ def one(preset: str, chip: tuple[str, str], method: str, seed: int, epochs: int,
         try:
             s = train_die(b, DIE, options, results=results, progress=stop)
         except JobInterrupted:
-            s = train_die(b, DIE, TrainOptions(method=method, epochs=epochs, seed=seed,
-                                               resume=True, repeats=repeats), results=results)
+            s = train_die(b, DIE, dataclasses.replace(options, resume=True), results=results)
     s["wall_s"] = time.perf_counter() - t0
     return s
 
@@ -127,25 +133,37 @@ def report(preset: str, case: str, method: str, runs: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["rram", "pcm"])
-    ap.add_argument("--cases", nargs="+", default=["die12", "stuck10"])
+    ap.add_argument("--presets", nargs="+", default=None, help="default: rram pcm")
+    ap.add_argument("--cases", nargs="+", default=None, help="default: die12 stuck10")
     ap.add_argument("--methods", nargs="+", default=None,
                     help="default: every method where it applies (pcm: all but sgd)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=None,
                     help="conversions per vector in a forward MVM (default: the method's)")
+    ap.add_argument("--faulty-pairs", choices=["floor", "partner"], default=None,
+                    help="a pair with one unresponsive device: one sign (floor) or its "
+                         "partner alone, both signs (partner); default: the method's")
+    ap.add_argument("--sgd-zone", type=float, default=SGD_ZONE,
+                    help="sgd's stochastic rounding zone, of the granularity")
+    ap.add_argument("--sgd-every", type=int, default=1,
+                    help="sgd: batches summed on the host per send (float baseline alike)")
     ap.add_argument("--resume-check", action="store_true")
     args = ap.parse_args()
+    # --resume-check alone runs only the check; with --presets, --cases or --methods both
+    table = not args.resume_check or any((args.presets, args.cases, args.methods))
+    presets = (args.presets or ["rram", "pcm"]) if table else []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for preset in args.presets:
-            for case in args.cases:
+        for preset in presets:
+            for case in args.cases or ["die12", "stuck10"]:
                 chip = chip_file(preset, case, tmp)
                 for method in args.methods or APPLIES.get(preset, METHODS):
                     runs = [one(preset, chip, method, seed, args.epochs,
                                 tmp / f"{preset}-{case}-{method}-{seed}",
-                                repeats=args.repeats) for seed in args.seeds]
+                                repeats=args.repeats, faulty_pairs=args.faulty_pairs,
+                                sgd_zone=args.sgd_zone, sgd_every=args.sgd_every)
+                            for seed in args.seeds]
                     report(preset, case, method, runs)
         if args.resume_check:
             rng = np.random.default_rng(13)

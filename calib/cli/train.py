@@ -19,6 +19,7 @@ from calib.cli.options import (
 from calib.jobs.train import TrainOptions, train_die
 from calib.wiring import open_bench
 from protocols.training import METHODS
+from protocols.training.params import SGD_ZONE
 
 
 def _lines(s: dict) -> list[str]:
@@ -83,17 +84,30 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
               show_default=True, help="In-situ pair updates: RESET one device and SET the "
                                       "other (pair), or SETs only with refresh (set-only; "
                                       "auto: where RESET is abrupt, PCM).")
+@click.option("--faulty-pairs", type=click.Choice(["floor", "partner"]), default=None,
+              help="A pair with one unresponsive device: the other device gives one sign "
+                   "(floor) or both, alone around a mid-window reference (partner; pair "
+                   "updates). Default: the method's.")
+@click.option("--sgd-zone", type=float, default=SGD_ZONE, show_default=True,
+              help="sgd: device changes under this share of the granularity are rounded "
+                   "stochastically to it (larger: fewer, larger pulses).")
+@click.option("--sgd-every", type=int, default=1, show_default=True,
+              help="sgd: sum the steps of this many batches on the host and send the sum "
+                   "(the float baseline alike).")
 @click.option("--resume", is_flag=True,
               help="Continue the die's interrupted training of this method.")
 @bench_option
 @results_option
 @wafer_option
 @json_option
-def command(die_id, method, dataset, epochs, lr, batch, backward, repeats, update, resume,
-            bench_file, results, wafer, as_json) -> None:
+def command(die_id, method, dataset, epochs, lr, batch, backward, repeats, update,
+            faulty_pairs, sgd_zone, sgd_every, resume, bench_file, results, wafer,
+            as_json) -> None:
     """Train a network on a die's crossbar and score it on the held-out test split."""
     options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
-                           backward=backward, resume=resume, repeats=repeats, update=update)
+                           backward=backward, resume=resume, repeats=repeats, update=update,
+                           faulty_pairs=faulty_pairs, sgd_zone=sgd_zone,
+                           sgd_every=sgd_every)
     with open_bench(bench_file) as b, epoch_progress(epochs, not as_json) as progress:
         summary = train_die(b, die_id, options, results=results, wafer=wafer,
                             progress=progress)

@@ -43,6 +43,7 @@ from protocols.training import (
     float_models,
 )
 from protocols.training.chip_in_loop import ChipInLoop, begin_chip_in_loop
+from protocols.training.params import SGD_ZONE
 from protocols.training.result import training_result
 from protocols.write_verify import AdaptiveResponse
 
@@ -70,12 +71,16 @@ class TrainOptions:
     form: bool | None = None
     repeats: int | None = None  # conversions per vector in a forward MVM; None: the method's
     update: str = "auto"  # pair, set-only, or auto (set-only where RESET is abrupt)
+    faulty_pairs: str | None = None  # one failed device: floor, partner; None: the method's
+    sgd_zone: float = SGD_ZONE  # of the granularity: sgd's stochastic rounding zone
+    sgd_every: int = 1  # sgd: batches whose steps are summed on the host before a send
 
     def params(self) -> TrainParams:
         try:
             return TrainParams(epochs=self.epochs, lr=self.lr, batch=self.batch,
                                backward=self.backward, seed=self.seed, repeats=self.repeats,
-                               update=self.update)
+                               update=self.update, faulty_pairs=self.faulty_pairs,
+                               sgd_zone=self.sgd_zone, sgd_every=self.sgd_every)
         except TrainingInputError as exc:
             raise TrainInputError(f"--{_option(str(exc))}: {exc}") from None
 
@@ -159,7 +164,7 @@ def train_die(bench, die: int, options: TrainOptions = TrainOptions(), *,
     reach_die(bench, die, TrainInputError, store)  # the first bytes to the instruments
     if sheet.forming.required and options.form is not False and found is None:
         form_pristine(bench, store)
-    same, ex_situ = float_models(data, params)
+    same, ex_situ = float_models(data, params, method)
     run_params = {"method": method, "dataset": data.summary(), **dataclasses.asdict(params),
                   "resumed_from": found[0] if found else None}
     with recorded_run(bench, store, JOB, run_params, die=die) as run:

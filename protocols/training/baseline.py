@@ -82,10 +82,12 @@ def accuracy(weights, biases, x: np.ndarray, y: np.ndarray) -> float:
 
 def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: int,
                 seed: int, weights=None, biases=None, layers=None,
-                lr_decay: float = 1.0) -> FloatBaseline:
+                lr_decay: float = 1.0, every: int = 1) -> FloatBaseline:
     """Plain SGD in float64 from ``init_weights`` (or the given weights); ``layers``:
     the indices trained (None: all); epoch e at ``lr * lr_decay ** (e - 1)``. The sample
-    order is seeded."""
+    order is seeded. ``every``: the weights' steps of that many batches are summed and
+    applied together (at the latest at the epoch's end), the biases' every batch — the
+    float twin of sgd's ``TrainParams.sgd_every``."""
     sizes = (data.features, hidden, data.classes)
     w = [np.array(a, np.float64) for a in (weights or init_weights(sizes, seed))]
     b = [np.array(a, np.float64) for a in (biases or [np.zeros(s) for s in sizes[1:]])]
@@ -96,14 +98,19 @@ def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: 
         rate = lr * lr_decay ** epoch
         order = rng.permutation(data.y_train.size)
         total = 0.0
-        for i in range(0, order.size, batch):
+        pending = [np.zeros_like(a) for a in w]
+        for n, i in enumerate(range(0, order.size, batch)):
             pick = order[i:i + batch]
             acts = forward(w, b, data.x_train[pick])
             total += cross_entropy(acts[-1], data.y_train[pick]) * pick.size
             grads = backward(w, acts, output_delta(acts[-1], data.y_train[pick]))
+            due = (n + 1) % every == 0 or i + batch >= order.size
             for k in trained:
-                w[k] -= rate * grads[k][0]
+                pending[k] += rate * grads[k][0]
                 b[k] -= rate * grads[k][1]
+                if due:
+                    w[k] -= pending[k]
+                    pending[k][...] = 0.0
         losses.append(total / order.size)
         train.append(accuracy(w, b, data.x_train, data.y_train))
         test.append(accuracy(w, b, data.x_test, data.y_test))

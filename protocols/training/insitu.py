@@ -3,13 +3,13 @@
 Per batch of ``params.batch`` samples: the forward pass on the chip (one MVM
 transaction per layer), the output error on the host, the hidden error by the chip's
 transposed MVM (or digitally from the last read), the weight gradients on the host
-(outer products of a batch), the update rule (``sgd``: every device change over half a
-granularity step, now; ``mixed``: into the accumulators, pulses where they reach a
-step), one pulse transaction through the response model, one read of the used cells
-(which teaches the response model and is the digital backward's weights). A pair's
-change is a RESET of one device and a SET of the other (``pair``) or, where RESET is
-abrupt (PCM), a SET of one device only, with a write-verify refresh of the pairs that
-near ``g_max`` after the read (``set-only``, :mod:`protocols.training.pulses`). Biases live
+(outer products of a batch), the update rule (``sgd``: every device change, now, those
+under its zone rounded stochastically to it; ``mixed``: into the accumulators, pulses
+where they reach a step), one pulse transaction through the response model, one read of
+the used cells (which teaches the response model and is the digital backward's weights).
+A pair's change is a RESET of one device and a SET of the other (``pair``) or, where
+RESET is abrupt (PCM), a SET of one device only, with a write-verify refresh of the pairs
+that near ``g_max`` after the read (``set-only``, :mod:`protocols.training.pulses`). Biases live
 on the host and train in float. Every epoch ends with the chip's accuracy on the
 training and the held-out test split.
 
@@ -30,7 +30,7 @@ import numpy as np
 from protocols.inference import Mapping
 from protocols.training.baseline import cross_entropy, output_delta
 from protocols.training.dataset import TrainData
-from protocols.training.layout import floor_of, tile_cells
+from protocols.training.layout import floor_of, references, tile_cells
 from protocols.training.mixed import Accumulator
 from protocols.training.params import TrainingInputError, TrainParams
 from protocols.training.passes import OnChip
@@ -91,6 +91,10 @@ class InSitu:
     ``update``: ``pair`` (RESET one device, SET the other) or ``set-only`` (SETs only, and
     a refresh by write-verify, with ``wv_params``, of the pairs whose device nears
     ``g_max``: :mod:`protocols.training.pulses`). ``refreshes``: pairs refreshed so far.
+    ``lone`` (pair updates only): a pair with one device in ``skip`` is its other device
+    alone, around the failed one taken at :func:`~protocols.training.layout.lone_level`
+    (weights of both signs, half the range each way), and its whole change goes to that
+    device; otherwise the failed device is taken at the floor and the pair gives one sign.
     """
 
     def __init__(self, array, data: TrainData, params: TrainParams, *, rule: str,
@@ -99,7 +103,7 @@ class InSitu:
                  programming_pulses: int = 0, skip: np.ndarray | None = None,
                  repeats: int = 1, update: str = "pair",
                  wv_params: WriteVerifyParams | None = None, refreshes: int = 0,
-                 granularity_s: float | None = None) -> None:
+                 granularity_s: float | None = None, lone: bool = False) -> None:
         if rule not in RULES:
             raise TrainingInputError(f"update rule {rule!r}: choose {', '.join(RULES)}")
         if update not in ("pair", "set-only"):
@@ -109,9 +113,11 @@ class InSitu:
         self.clock, self.response = clock, response
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
+        self.lone = bool(lone) and update == "pair"
         self.chip = OnChip(array, mapping, biases, backward=params.backward,
                            input_bits=params.input_bits, clock=clock, skip=self.skip,
-                           repeats=repeats)
+                           repeats=repeats, references=references(mapping, self.skip,
+                                                                  self.lone))
         self.layers = tuple(range(self.chip.layers) if layers is None else layers)
         self.subset = (np.arange(data.y_train.size) if subset is None
                        else np.asarray(subset, np.int64))
@@ -137,10 +143,13 @@ class InSitu:
             out.append(float(np.mean(np.argmax(z, axis=1) == y)))
         return out[0], out[1]
 
-    def step(self, x: np.ndarray, y: np.ndarray, rng=None) -> tuple[float, int]:
+    def step(self, x: np.ndarray, y: np.ndarray, rng=None,
+             send_now: bool = True) -> tuple[float, int]:
         """One batch: forward, backward, update; returns (loss, device pulses sent).
         ``rng``: SGD's stochastic rounding of changes under its dead zone (None: dropped).
-        The learning rate is the current epoch's (``params.lr_at``)."""
+        The learning rate is the current epoch's (``params.lr_at``). ``send_now`` False
+        (sgd with ``sgd_every`` > 1): the step joins the host's sum, nothing is pulsed;
+        True: the sum so far and this step are sent together and the sum cleared."""
         chip, lr = self.chip, self.params.lr_at(max(self.epoch, 1))
         acts = chip.forward(x)
         loss = cross_entropy(acts[-1], y)
@@ -163,13 +172,23 @@ class InSitu:
             dg = np.zeros(pairs.shape[1])
             dg[order[np.searchsorted(pairs[0][order], fired)]] = asked
         else:
-            dg = sgd_changes(dg, self.eps, rng)
+            if self.params.sgd_every > 1:  # the host's sum of steps, cleared at each send
+                self.acc.add(pairs[0], dg)
+                if not send_now:
+                    return loss, 0
+                dg = self.acc.chi[pairs[0]].copy()
+                self.acc.chi[pairs[0]] = 0.0
+            dg = sgd_changes(dg, self.eps, rng, self.params.sgd_zone)
         g_flat = chip.g.ravel()
         if self.update == "set-only":
             up, down = set_only_changes(dg)
         else:
             up, down = pair_changes(dg, g_flat[pairs[0]], g_flat[pairs[1]],
                                     floor_of(chip.mapping.g_min, chip.mapping.g_max))
+            if self.lone:  # a pair with one failed device: all of it on the other
+                dead_p, dead_m = self.skip[pairs[0]], self.skip[pairs[1]]
+                up = np.where(dead_m & ~dead_p, dg, up)
+                down = np.where(dead_p & ~dead_m, -dg, down)
         cells, wanted = pairs.ravel(), np.concatenate([up, down])
         wanted = np.where(self.skip[cells], 0.0, wanted)
         g_now = g_flat[cells]
@@ -221,7 +240,10 @@ class InSitu:
         for i in range(0, order.size, self.params.batch):
             pick = order[i:i + self.params.batch]
             rng = np.random.default_rng([self.params.seed, 0x5D, self.epoch, i])
-            loss, sent = self.step(self.data.x_train[pick], self.data.y_train[pick], rng)
+            now = ((i // self.params.batch + 1) % self.params.sgd_every == 0
+                   or i + self.params.batch >= order.size)
+            loss, sent = self.step(self.data.x_train[pick], self.data.y_train[pick], rng,
+                                   send_now=now)
             total += loss * pick.size
             pulses += sent
             if progress is not None:
@@ -263,7 +285,7 @@ class InSitu:
         meta = {"rule": self.rule, "mapping": self.chip.mapping.to_dict(),
                 "granularity_s": self.eps, "backward": self.chip.backward,
                 "repeats": self.chip.params.repeats, "update": self.update,
-                "refreshes": self.refreshes}
+                "refreshes": self.refreshes, "lone": self.lone}
         return arrays, meta
 
     @classmethod
@@ -292,4 +314,4 @@ class InSitu:
                    programming_pulses=int(a["programming_pulses"]), skip=a["skip"],
                    repeats=int(meta.get("repeats", 1)), update=meta.get("update", "pair"),
                    wv_params=wv_params, refreshes=int(meta.get("refreshes", 0)),
-                   granularity_s=meta.get("granularity_s"))
+                   granularity_s=meta.get("granularity_s"), lone=bool(meta.get("lone", False)))

@@ -78,3 +78,57 @@ def single_layer(mapping: Mapping, layer: int) -> Mapping:
     """A mapping of one tile (as layer 0), to run one layer with ``run_network``."""
     tile = dataclasses.replace(mapping.tiles[layer], layer=0)
     return dataclasses.replace(mapping, tiles=(tile,))
+
+
+LONE_SHARE = 0.5  # of the span above the floor: where a lone device's failed partner is taken
+
+
+def lone_level(g_min: float, g_max: float) -> float:
+    """Where the host takes the failed device of a pair whose other device works, when
+    that device is used alone (S): mid-way between the floor and ``g_max``, so the working
+    device gives weights of both signs (half the pair's range each way)."""
+    floor = floor_of(g_min, g_max)
+    return floor + LONE_SHARE * (g_max - floor)
+
+
+def lone_pairs(mapping: Mapping, skip: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per layer, (G+ failed alone, G- failed alone): bool (inputs, outputs) of the pairs
+    with exactly one device in ``skip`` (flat bool), by which device failed."""
+    skip = np.asarray(skip, bool).ravel()
+    out = []
+    for k in range(len(mapping.tiles)):
+        plus, minus = tile_cells(mapping, k)
+        dp, dm = skip[plus], skip[minus]
+        out.append((dp & ~dm, dm & ~dp))
+    return out
+
+
+def references(mapping: Mapping, skip: np.ndarray, lone: bool) -> np.ndarray:
+    """Where the host takes each device it never pulses (flat S; NaN for the others): at
+    the floor — the pair then works with its other device, of one sign only — or, given
+    ``lone``, a failed device whose partner works at :func:`lone_level`, so the partner
+    alone carries weights of both signs."""
+    skip = np.asarray(skip, bool).ravel()
+    ref = np.where(skip, floor_of(mapping.g_min, mapping.g_max), np.nan)
+    if lone:
+        level = lone_level(mapping.g_min, mapping.g_max)
+        for k, (fp, fm) in enumerate(lone_pairs(mapping, skip)):
+            plus, minus = tile_cells(mapping, k)
+            ref[plus[fp]] = level
+            ref[minus[fm]] = level
+    return ref
+
+
+def lone_targets(mapping: Mapping, weights, skip: np.ndarray) -> np.ndarray:
+    """Targets (S, array shape; NaN elsewhere) of the working devices of the pairs with
+    one failed device, used alone around :func:`lone_level`: ``level + s w`` on G+ (its
+    G- failed), ``level - s w`` on G- (its G+ failed), within the window."""
+    level = lone_level(mapping.g_min, mapping.g_max)
+    targets = np.full(int(np.prod(mapping.array_shape)), np.nan)
+    for k, ((fp, fm), tile, w) in enumerate(zip(lone_pairs(mapping, skip), mapping.tiles,
+                                                 weights, strict=True)):
+        plus, minus = tile_cells(mapping, k)
+        g = tile.scale * np.asarray(w, np.float64)
+        targets[plus[fm]] = np.clip(level + g[fm], mapping.g_min, mapping.g_max)
+        targets[minus[fp]] = np.clip(level - g[fp], mapping.g_min, mapping.g_max)
+    return targets.reshape(mapping.array_shape)

@@ -11,6 +11,10 @@ from instruments.errors import UserError
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
 BACKWARDS = ("auto", "chip", "digital")
 UPDATES = ("auto", "pair", "set-only")
+FAULTY_PAIRS = ("floor", "partner")
+# how a pair with one unresponsive device is used, by method (TrainParams.faulty_pairs None)
+FAULTY_DEFAULT = {"sgd": "partner", "mixed": "floor", "hybrid": "floor", "chip-in-loop": "floor"}
+SGD_ZONE = 1.0  # of the granularity: sgd's stochastic rounding zone (TrainParams.sgd_zone)
 LR_DECAY = 1.0  # per epoch, of the learning rate (see TrainParams)
 # conversions per input vector in each forward MVM, by method (TrainParams.repeats None)
 REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 1, "chip-in-loop": 1}
@@ -48,6 +52,19 @@ class TrainParams:
     (SET only the device whose increase gives the wanted sign; a pair whose device nears
     ``g_max`` is re-programmed to its difference by write-verify: the refresh), ``auto``
     (set-only where the datasheet's RESET is abrupt, PCM; pair elsewhere).
+    ``faulty_pairs`` (sgd, mixed, hybrid with pair updates): a pair one of whose devices
+    write-verify found unresponsive works with its other device, which gives weights of
+    one sign (``floor``: the failed device taken at the floor) or of both (``partner``:
+    the failed device taken mid-way up the window, the working one re-programmed around
+    it after the first programming and updated alone); None: the method's default
+    (``FAULTY_DEFAULT``).
+    ``sgd_zone``: sgd sends a device change of at least this share of the granularity as
+    asked, and rounds a smaller one stochastically to this share (zero otherwise), so the
+    expected change is the gradient's; a larger zone sends fewer, larger pulses.
+    ``sgd_every``: sgd sums the steps of that many batches on the host and sends the sum
+    (the float baseline of the same budget sums alike); the sum is cleared at every send
+    and at each epoch's end, so nothing is carried from one send to the next (unlike
+    mixed precision's accumulators, which keep what did not fire); 1: every batch.
     """
 
     epochs: int = 10
@@ -64,17 +81,24 @@ class TrainParams:
     lr_decay: float = LR_DECAY
     repeats: int | None = None
     update: str = "auto"
+    faulty_pairs: str | None = None
+    sgd_zone: float = SGD_ZONE
+    sgd_every: int = 1
 
     def repeats_for(self, method: str) -> int:
         """Conversions per vector of ``method``'s forward passes."""
         return int(self.repeats) if self.repeats is not None else REPEATS[method]
+
+    def faulty_pairs_for(self, method: str) -> str:
+        """How ``method`` uses a pair with one unresponsive device."""
+        return self.faulty_pairs or FAULTY_DEFAULT[method]
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1 = the first)."""
         return self.lr * self.lr_decay ** (epoch - 1)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch", "hidden", "float_epochs"):
+        for name in ("epochs", "batch", "hidden", "float_epochs", "sgd_every"):
             value = getattr(self, name)
             if not (_whole(value) and value >= 1):
                 raise TrainingInputError(f"{name}: a whole number >= 1, got {value!r}")
@@ -98,6 +122,12 @@ class TrainParams:
             raise TrainingInputError(f"input_bits: 1..16 or None, got {b!r}")
         if self.update not in UPDATES:
             raise TrainingInputError(f"update: {self.update!r}; choose {', '.join(UPDATES)}")
+        if not (_number(self.sgd_zone) and 0 < self.sgd_zone <= 8):
+            raise TrainingInputError(f"sgd_zone: in (0, 8] granularity steps, got "
+                                     f"{self.sgd_zone!r}")
+        if self.faulty_pairs is not None and self.faulty_pairs not in FAULTY_PAIRS:
+            raise TrainingInputError(f"faulty_pairs: {self.faulty_pairs!r}; choose "
+                                     f"{', '.join(FAULTY_PAIRS)}")
         r = self.repeats
         if r is not None and not (_whole(r) and 1 <= r <= 64):
             raise TrainingInputError(f"repeats: 1..64 or None, got {r!r}")

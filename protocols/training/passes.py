@@ -45,10 +45,11 @@ class OnChip:
 
     def __init__(self, array, mapping, biases, *, backward: str = "auto",
                  input_bits: int | None = 8, clock=None, skip=None,
-                 repeats: int = 1) -> None:
+                 repeats: int = 1, references=None) -> None:
         self.array, self.mapping, self.clock = array, mapping, clock
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
+        self.references = None if references is None else np.asarray(references, float).ravel()
         self.biases = [np.array(b, np.float64) for b in biases]
         self.backward = backward_mode(array, backward)
         self.params = InferenceParams(input_bits=input_bits, repeats=repeats)
@@ -64,18 +65,21 @@ class OnChip:
         """Read every used cell (one transaction); returns and keeps the conductances.
 
         A device in ``skip`` (write-verify found it unresponsive: stuck, unformed) is
-        taken as sitting at the floor, and what it reads beyond that is recorded as a
-        correction the forward pass subtracts (the inference protocol's fix-up of cells
-        the array cannot hold): the host sees the pair as one working device.
+        taken as sitting at the floor (or at its entry of ``references``), and what it
+        reads beyond that is recorded as a correction the forward pass subtracts (the
+        inference protocol's fix-up of cells the array cannot hold): the host sees the
+        pair as one working device.
         """
         values = self.array.read_cells(self.cells)
         shape = self.mapping.array_shape
         g = np.full(int(np.prod(shape)), np.nan)
         g[self.cells] = values
-        floor = floor_of(self.mapping.g_min, self.mapping.g_max)
+        floor = np.full(g.size, floor_of(self.mapping.g_min, self.mapping.g_max))
+        if self.references is not None:
+            floor = np.where(np.isfinite(self.references), self.references, floor)
         stuck = self.skip & np.isfinite(g)
         corrections = np.where(stuck, g - floor, 0.0).reshape(shape)
-        g[stuck] = floor
+        g[stuck] = floor[stuck]
         self.g = g.reshape(shape)
         self.mapping = dataclasses.replace(with_conductances(self.mapping, self.g),
                                            corrections=corrections if stuck.any() else None)

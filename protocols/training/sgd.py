@@ -4,27 +4,34 @@ Each batch's gradient step ``-lr dW`` goes straight to the devices: half of it u
 one device of a pair, half down on the other, one pulse each (one SET and one RESET
 batch of the same transaction), then one array read. What the devices actually did
 is whatever they did: stuck cells, nonlinear and asymmetric steps are not corrected,
-the next gradient sees them (the algorithm is blind to faults). A device change
-under an eighth of the programming granularity is dropped rather than sent as a pulse
-too weak to move a device visibly (Li of a step: Li's scheme quantises the same way
-through its gate voltage).
+the next gradient sees them (the algorithm is blind to faults beyond what write-verify
+measured: a pair it found half unresponsive is its working device alone by default,
+``TrainParams.faulty_pairs``).
+A device change under the zone (``TrainParams.sgd_zone``: one granularity step by default)
+is rounded stochastically to the zone or to nothing, so the expected change is the
+gradient's at a fraction of the pulses, each large enough to stand above the
+cycle-to-cycle scatter (Li's scheme quantises its steps the same way, through its gate
+voltage). ``TrainParams.sgd_every`` > 1 sums several batches' steps on the host before a
+send (cleared at each send: no residue is carried, unlike mixed precision).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-DEAD_ZONE = 0.125  # of the granularity: smaller changes are not sent
+from protocols.training.params import SGD_ZONE
+
+DEAD_ZONE = SGD_ZONE  # of the granularity: smaller changes are rounded (TrainParams.sgd_zone)
 
 
 def sgd_changes(wanted: np.ndarray, granularity_s: float,
-                rng: np.random.Generator | None = None) -> np.ndarray:
-    """The device changes (S) SGD sends: ``wanted`` where at least ``DEAD_ZONE`` steps;
+                rng: np.random.Generator | None = None, zone: float = DEAD_ZONE) -> np.ndarray:
+    """The device changes (S) SGD sends: ``wanted`` where at least ``zone`` steps;
     under it, zero — or, given ``rng``, the dead zone's size with probability
     ``|wanted| / dead zone`` (stochastic rounding: the expected change is the gradient's,
     as when every device is pulsed every batch, at a fraction of the pulses)."""
     wanted = np.asarray(wanted, np.float64)
-    zone = DEAD_ZONE * granularity_s
+    zone = zone * granularity_s
     small = np.abs(wanted) < zone
     if rng is None:
         return np.where(small, 0.0, wanted)

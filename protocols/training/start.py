@@ -21,7 +21,7 @@ from protocols.profiles import write_verify_params
 from protocols.training.baseline import FloatBaseline, init_weights, train_float
 from protocols.training.dataset import TrainData
 from protocols.training.insitu import InSitu, default_granularity
-from protocols.training.layout import training_mapping, with_weights
+from protocols.training.layout import lone_targets, training_mapping, with_weights
 from protocols.training.params import TrainingInputError, TrainParams, check_method
 from protocols.training.pulses import update_rule
 from protocols.write_verify import write_verify
@@ -31,12 +31,15 @@ def sizes_of(data: TrainData, params: TrainParams) -> tuple[int, int, int]:
     return (data.features, params.hidden, data.classes)
 
 
-def float_models(data: TrainData, params: TrainParams) -> tuple[FloatBaseline, FloatBaseline]:
-    """(the baseline at the method's own epochs and learning-rate schedule, the ex-situ
-    network at ``float_epochs`` and a constant ``lr``)."""
+def float_models(data: TrainData, params: TrainParams,
+                 method: str | None = None) -> tuple[FloatBaseline, FloatBaseline]:
+    """(the baseline at the method's own epochs and learning-rate schedule — for ``sgd``
+    also its ``sgd_every`` — the ex-situ network at ``float_epochs`` and a constant
+    ``lr``)."""
     common = {"lr": params.lr, "batch": params.batch, "seed": params.seed}
+    every = params.sgd_every if method == "sgd" else 1
     same = train_float(data, params.hidden, epochs=params.epochs, lr_decay=params.lr_decay,
-                       **common)
+                       every=every, **common)
     ex_situ = train_float(data, params.hidden, epochs=params.float_epochs, **common)
     return same, ex_situ
 
@@ -83,6 +86,19 @@ def begin(array, datasheet, data: TrainData, params: TrainParams, method: str, *
         biases = [np.zeros(s) for s in sizes_of(data, params)[1:]]
     mapping, wv = program(array, datasheet, mapping, weights, clock=clock, response=response,
                           progress=progress)
+    skip = off_target(wv, method != "hybrid")
+    update = update_rule(params.update, datasheet)
+    pulses = int(np.sum(wv.pulses))
+    lone = params.faulty_pairs_for(method) == "partner" and update == "pair"
+    response = wv.response
+    if lone:
+        targets = lone_targets(mapping, weights, skip)
+        targets.ravel()[skip] = np.nan
+        if np.isfinite(targets).any():  # the working devices, around their failed partners
+            again = write_verify(array, targets, clock=clock, response=response,
+                                 params=write_verify_params(datasheet))
+            response, pulses = again.response, pulses + int(np.sum(again.pulses))
+            skip = skip | off_target(again, method != "hybrid")
     layers, subset = None, None
     if method == "hybrid":
         layers = (len(mapping.tiles) - 1,)
@@ -91,10 +107,8 @@ def begin(array, datasheet, data: TrainData, params: TrainParams, method: str, *
         subset = np.sort(np.random.default_rng([params.seed, 0x4B]).permutation(n)[:take])
     rule = "sgd" if method == "sgd" else "mixed"  # hybrid: thresholded, accumulated updates
     return InSitu(array, data, params, rule=rule, mapping=mapping, biases=biases,
-                  response=wv.response, clock=clock, layers=layers, subset=subset,
-                  programming_pulses=int(np.sum(wv.pulses)),
-                  skip=off_target(wv, method != "hybrid"), repeats=params.repeats_for(method),
-                  update=update_rule(params.update, datasheet),
-                  wv_params=write_verify_params(datasheet),
+                  response=response, clock=clock, layers=layers, subset=subset,
+                  programming_pulses=pulses, skip=skip, repeats=params.repeats_for(method),
+                  update=update, wv_params=write_verify_params(datasheet),
                   granularity_s=params.granularity_s or default_granularity(
-                      mapping, getattr(wv, "read_noise", None)))
+                      mapping, getattr(wv, "read_noise", None)), lone=lone)

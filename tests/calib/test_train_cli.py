@@ -66,11 +66,11 @@ def test_bench_lost_mid_epoch_is_interrupted_and_resumes(trained, monkeypatch):
     calls = {"n": 0}
     original = InSitu.step
 
-    def flaky(self, x, y, rng=None):
+    def flaky(self, x, y, rng=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 9:  # in the second epoch (6 batches of 5 per epoch)
             raise InstrumentIOError("array: no answer to ':MVM? ' within 2 s")
-        return original(self, x, y, rng)
+        return original(self, x, y, rng, **kwargs)
 
     monkeypatch.setattr(InSitu, "step", flaky)
     out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--epochs", 3,
@@ -111,6 +111,8 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     ({}, ("--lr", "0"), "lr"),
     ({}, ("--batch", "0"), "batch"),
     ({}, ("--repeats", "0"), "repeats"),
+    ({}, ("--sgd-zone", "0"), "sgd_zone"),
+    ({}, ("--sgd-every", "0"), "sgd_every"),
     ({"x_train": np.zeros((30, 200)), "x_test": np.zeros((10, 200))}, (), "rows|fit"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, override, args, match):
@@ -210,3 +212,18 @@ def test_repeats_and_set_only_updates_reach_the_run(tmp_path):
     assert params["repeats"] == 2 and params["update"] == "set-only"
     _, meta = store.load_artifact("checkpoint", s["run"])
     assert meta["update"] == "set-only" and meta["repeats"] == 2
+
+
+def test_sgd_options_and_faulty_pairs_reach_the_run(tmp_path):
+    data = blobs(tmp_path / "blobs.npz")
+    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--epochs", 1,
+              "--lr", 0.5, "--batch", 5, "--sgd-zone", 1.0, "--sgd-every", 2,
+              "--faulty-pairs", "partner", "--results", tmp_path / "r", "--json")
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)
+    store = DieStore(s["file"])
+    params = store.read_run(s["run"])["params"]
+    assert params["sgd_zone"] == 1.0 and params["sgd_every"] == 2
+    assert params["faulty_pairs"] == "partner"
+    _, meta = store.load_artifact("checkpoint", s["run"])
+    assert meta["lone"] is True  # rram: pair updates, so the partner mode applies
