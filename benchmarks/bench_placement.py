@@ -59,6 +59,17 @@ dead_fraction = 0.0
 """
 
 
+def flat_chip(preset: str, name: str, overrides: str, tmp: Path) -> tuple[str, str]:
+    """(chip, wafer) files of a benchmark case: ``preset`` with the TOML ``overrides``
+    (``base = preset``), on a wafer without gradients, so the die has exactly what the
+    case sets (the default wafer's edge would multiply a stuck share)."""
+    chip = tmp / f"{preset}-{name}.toml"
+    chip.write_text(f'base = "{preset}"\n\n{overrides}')
+    wafer = tmp / "flat.toml"
+    wafer.write_text(FLAT_WAFER)
+    return str(chip), str(wafer)
+
+
 def open_sim(chip: str, wafer: str = "default", seed: int = 7) -> Bench:
     cfg = default_config("rram", seed=seed)
     sim = dataclasses.replace(cfg.simulation, chip=chip, wafer=wafer)

@@ -51,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import protocols  # noqa: E402
-from benchmarks.bench_placement import FLAT_WAFER  # noqa: E402
+from benchmarks.bench_placement import flat_chip  # noqa: E402
 from benchmarks.oracle import OracleResponse, TruthArray  # noqa: E402
 from calib.jobs.program import parse_hold  # noqa: E402
 from calib.wiring.bench import Bench  # noqa: E402
@@ -79,11 +79,7 @@ def case_chip(preset: str, case: str, tmp: Path) -> tuple[str, str]:
     the case's chip file (``base = preset`` plus its overrides) on a flat wafer."""
     if case == "default":
         return preset, "default"
-    path = tmp / f"{preset}-{case}.toml"
-    path.write_text(f'base = "{preset}"\n\n{CASES[case][1]}')
-    wafer = tmp / "flat.toml"
-    wafer.write_text(FLAT_WAFER)
-    return str(path), str(wafer)
+    return flat_chip(preset, case, CASES[case][1], tmp)
 
 
 class HostMemory:

@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_placement import FLAT_WAFER  # noqa: E402 - one flat wafer for both
+from benchmarks.bench_placement import flat_chip  # noqa: E402 - one flat wafer for all
 from calib.jobs.run import JobInterrupted  # noqa: E402
 from calib.jobs.train import TrainOptions, train_die  # noqa: E402
 from calib.wiring.bench import Bench  # noqa: E402
@@ -63,11 +63,7 @@ def chip_file(preset: str, case: str, tmp: Path) -> tuple[str, str]:
     multiply the share on die 12)."""
     if case == "die12":
         return preset, "default"
-    path = tmp / f"{preset}-stuck10.toml"
-    path.write_text(f'base = "{preset}"\n\n[faults]\nstuck_fraction = 0.10\n')
-    wafer = tmp / "flat.toml"
-    wafer.write_text(FLAT_WAFER)
-    return str(path), str(wafer)
+    return flat_chip(preset, "stuck10", "[faults]\nstuck_fraction = 0.10\n", tmp)
 
 
 def one(preset: str, chip: tuple[str, str], method: str, seed: int, epochs: int,
