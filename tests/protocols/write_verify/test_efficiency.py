@@ -201,16 +201,7 @@ def test_the_benchmarks_stress_cases_are_the_chips_they_claim(tmp_path):
     harsh = one_run("pcm", 64, oracle=False, chip=case_chip("pcm", "harsh", tmp_path))
     assert 0.02 < harsh["stuck"] / 64**2 < 0.04
     assert harsh["in_band"] > 0.95 and harsh["gave_up"] >= 0 and harsh["wrong"] >= 0
-    import dataclasses
-
-    from calib.wiring.bench import Bench
-    from calib.wiring.config import default_config
-
-    chip, wafer = case_chip("pcm", "harsh", tmp_path)
-    config = default_config("pcm", rows=64, cols=64)
-    config = dataclasses.replace(config, simulation=dataclasses.replace(
-        config.simulation, chip=chip, wafer=wafer))
-    with Bench(config) as bench:
+    with _harsh_bench(tmp_path, 64) as bench:
         bench.prober.goto(12)
         truth = bench.simulation.chip.truth()
     g_max = np.log(truth.g_max[~truth.stuck])
@@ -313,16 +304,9 @@ def test_stuck_cells_of_the_harsh_chip_are_classified(tmp_path):
     (4 of 484 without)."""
     import dataclasses
 
-    from benchmarks.bench_program import case_chip
-    from calib.wiring.bench import Bench
-    from calib.wiring.config import default_config
     from protocols.profiles import write_verify_params
 
-    chip, wafer = case_chip("pcm", "harsh", tmp_path)
-    config = default_config("pcm", rows=128, cols=128)
-    config = dataclasses.replace(config, simulation=dataclasses.replace(
-        config.simulation, chip=chip, wafer=wafer))
-    with Bench(config) as bench:
+    with _harsh_bench(tmp_path, 128) as bench:
         bench.prober.goto(12)
         target = np.random.default_rng(128).uniform(0, 25 * US, bench.array.shape)
         result = protocols.write_verify(bench.array, target, clock=bench.clock,
@@ -410,3 +394,17 @@ def test_only_cells_near_zero_that_never_moved_clearly_are_escalated():
     volts, width = loop._escalate(todo, polarity, np.full(n, 1.0), np.full(n, 1e-7))
     strongest = (volts == MODEL.v_max) & (width == MODEL.width_cap(polarity))
     assert strongest.tolist() == [True, False, False, False, False]
+
+
+def _harsh_bench(tmp_path, size: int):
+    """A simulated bench of bench_program's harsh pcm chip, ``size`` x ``size``."""
+    import dataclasses
+
+    from benchmarks.bench_program import case_chip
+    from calib.wiring.bench import Bench
+    from calib.wiring.config import default_config
+
+    chip, wafer = case_chip("pcm", "harsh", tmp_path)
+    config = default_config("pcm", rows=size, cols=size)
+    return Bench(dataclasses.replace(config, simulation=dataclasses.replace(
+        config.simulation, chip=chip, wafer=wafer)))
