@@ -82,11 +82,15 @@ class TrainOptions:
                                update=self.update, faulty_pairs=self.faulty_pairs,
                                sgd_zone=self.sgd_zone, sgd_every=self.sgd_every)
         except TrainingInputError as exc:
-            raise TrainInputError(f"--{_option(str(exc))}: {exc}") from None
+            raise TrainInputError(_as_option(str(exc))) from None
 
 
-def _option(message: str) -> str:
-    return message.split(":")[0].strip()
+def _as_option(message: str) -> str:
+    """``field: why`` as the command line's ``--field-name: why`` (the option typed)."""
+    name, _, why = message.partition(":")
+    if not why or " " in name.strip():
+        return message
+    return f"--{name.strip().replace('_', '-')}: {why.strip()}"
 
 
 DATASET_KEYS = ("x_train", "y_train", "x_test", "y_test")

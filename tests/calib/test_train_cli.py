@@ -108,11 +108,11 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path):
     ({"y_train": -np.ones(30, int)}, (), "labels"),
     ({"x_train": np.full((30, 8), np.nan)}, (), "NaN"),
     ({"x_test": np.zeros((0, 8)), "y_test": np.zeros(0, int)}, (), "empty"),
-    ({}, ("--lr", "0"), "lr"),
+    ({}, ("--lr", "0"), "^Error: --lr: "),
     ({}, ("--batch", "0"), "batch"),
     ({}, ("--repeats", "0"), "repeats"),
-    ({}, ("--sgd-zone", "0"), "sgd_zone"),
-    ({}, ("--sgd-every", "0"), "sgd_every"),
+    ({}, ("--sgd-zone", "0"), "--sgd-zone: "),
+    ({}, ("--sgd-every", "0"), "--sgd-every: "),
     ({"x_train": np.zeros((30, 200)), "x_test": np.zeros((10, 200))}, (), "rows|fit"),
 ])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, override, args, match):
