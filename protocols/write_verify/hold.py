@@ -153,13 +153,14 @@ class RelaxationFit:
 
     def add(self, l1: np.ndarray, l2: np.ndarray, g1: np.ndarray, g2: np.ndarray,
             read_var: np.ndarray) -> None:
-        ok = np.isfinite(g1) & np.isfinite(g2) & (l2 > l1)
-        if not np.any(ok):
+        take = np.flatnonzero(np.isfinite(g1) & np.isfinite(g2) & (l2 > l1))
+        if take.size == 0:
             return
-        rows = np.stack([l1[ok], l2[ok], g1[ok], g2[ok] - g1[ok],
-                         np.broadcast_to(read_var, ok.shape)[ok]])
-        if rows.shape[1] > SAMPLES_PER_LOOK:
-            rows = rows[:, self.rng.choice(rows.shape[1], SAMPLES_PER_LOOK, replace=False)]
+        if take.size > SAMPLES_PER_LOOK:  # the sample first: no copies of a whole look
+            take = take[self.rng.choice(take.size, SAMPLES_PER_LOOK, replace=False)]
+        g1 = np.asarray(g1, np.float64)[take]
+        rows = np.stack([l1[take], l2[take], g1, g2[take] - g1,
+                         np.broadcast_to(read_var, l1.shape)[take]])
         self.rows.append(rows)
         self.looks += 1
 
