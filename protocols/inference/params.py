@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
+from protocols.checks import is_number as _number
+from protocols.checks import is_whole as _whole
 from protocols.inference.network import InferenceInputError
 
 SIGNED_MODES = ("split", "bipolar")
@@ -74,14 +75,6 @@ class InferenceParams:
     def levels(self) -> int | None:
         """DAC magnitude steps from 0 to full scale (None: not rounded)."""
         return None if self.input_bits is None else (1 << self.input_bits) - 1
-
-
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ Units are in the names: ``_c`` degrees C, ``_s`` seconds, ``_a`` amperes, ``_v``
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 from instruments.errors import UserError
+from protocols.checks import is_number as _number
+from protocols.checks import is_whole as _whole
 
 PLANS = ("interleaved", "descending")
 LAWS = ("linear", "arrhenius")
@@ -84,8 +85,7 @@ class SweepParams:
         for name in ("reads", "read_averages", "zero_vectors", "calibration_vectors",
                      "mvm_repeats"):
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-                    and value >= 1):
+            if not (_whole(value) and value >= 1):
                 raise TempcalError(f"{name}: a whole number >= 1, got {value!r}")
         for name in ("mvm_volts", "mvm_range_a"):
             value = getattr(self, name)
@@ -94,10 +94,6 @@ class SweepParams:
         r = self.reference_c
         if r is not None and not (_number(r) and math.isfinite(r)):
             raise TempcalError(f"reference_c: a temperature in degC or None, got {r!r}")
-
-
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _positive(value) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 from instruments.errors import UserError
+from protocols.checks import is_number as _number
+from protocols.checks import is_whole as _whole
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
 BACKWARDS = ("auto", "chip", "digital")
@@ -139,11 +140,3 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise TrainingInputError(f"method {method!r}: choose {', '.join(METHODS)}")
     return method
-
-
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
