@@ -10,7 +10,8 @@ responsive cells (not stuck, target within the cell's true bounds): truth
 in-band fraction right after programming and after 1 h of virtual time, RMS
 error, pulses per cell (mean, median, p99), the mean-pulse ratio to the
 oracle, transactions per iteration, bench time per cell (total, and without
-the relaxation waits), wall time, and the loop's peak memory per cell.
+the relaxation waits), wall time, the loop's peak memory per cell, and the
+stuck cells it left exhausted (pulses spent, never classified unresponsive).
 The memory column (``B/cell``) is the peak of the host loop's own Python
 allocations (``tracemalloc``: numpy arrays included) during the
 ``write_verify`` call, above what was live when it began, divided by the
@@ -151,8 +152,8 @@ def one_run(preset: str, size: int, oracle: bool, seed: int = 7, die: int = 12,
         if oracle:
             # the oracle's noise-free reads make its tail long (rram 256^2: 201 iterations
             # against the loop's 62), and a touch-up round cut by the cap leaves cells
-            # just pulsed: it is not held to the loop's cap
-            # (nor to the soft deadline: it would give up the reference's own tail)
+            # just pulsed: it is not held to the loop's cap, nor to the soft deadline of
+            # the PCM profile (it would give up the reference's own tail)
             params = dataclasses.replace(params, max_iterations=ORACLE_MAX_ITERATIONS,
                                          deadline_factor=None)
             if params.overshoot_cost > 1:
@@ -181,6 +182,8 @@ def one_run(preset: str, size: int, oracle: bool, seed: int = 7, die: int = 12,
         pulses = result.pulses[ok]
         # responsive cells the loop gave up on, and claims of "in band" the truth denies
         gave_up = (result.unresponsive | result.unreachable | result.exhausted) & ok
+        # stuck cells left unclassified: their pulses spent without a verdict
+        stuck_exhausted = result.exhausted & truth.stuck
         wrong = result.converged & ~(np.abs(err) <= params.tolerance)
         return {
             "in_band": in_band, "in_band_1h": in_band_1h, "rms_us": rms / US,
@@ -195,6 +198,7 @@ def one_run(preset: str, size: int, oracle: bool, seed: int = 7, die: int = 12,
             "predicted_at": result.in_band_hold_predicted,
             "mem_b_cell": memory.host_peak / target.size,
             "gave_up": int(gave_up.sum()), "wrong": int(wrong.sum()),
+            "stuck_exhausted": int(stuck_exhausted.sum()),
             "wrong_share": float(wrong.sum() / max(1, result.converged.sum())),
             "sim_b_cell": memory.sim_peak / target.size,
         }
@@ -220,7 +224,7 @@ def run_all(args, hold_s: float, tmp: Path) -> None:
             f"{'RMS uS':>7} "
             f"{'pulses mean/med/p99':>20} {'ratio':>6} {'tx/it':>6} {'ms/cell':>8} "
             f"{'active':>7} {'wall s':>7} {'iter':>5} {'unresp/stuck':>13} {'B/cell':>7} "
-            f"{'sim B/c':>7} {'gave up':>7} {'wrong':>13}")
+            f"{'sim B/c':>7} {'gave up':>7} {'wrong':>13} {'stuck exh':>9}")
     if hold_s > 0:
         head += f" {'at hold':>8} {'pred':>7}"
     print(head)
@@ -236,7 +240,8 @@ def run_all(args, hold_s: float, tmp: Path) -> None:
           "memory of the host loop per cell (tracemalloc, the simulator's own excluded), "
           "'sim B/c' the simulator's; 'gave up' = responsive cells the loop reported "
           "unresponsive, unreachable or exhausted; 'wrong' = cells the loop accepted whose "
-          "truth is out of band (count, share of its acceptances)"
+          "truth is out of band (count, share of its acceptances); 'stuck exh' = stuck "
+          "cells the loop left exhausted (pulses spent, never classified)"
           + ("; 'at hold' = truth in band that long after programming ends, 'pred' = the "
              "hold loop's prediction of it" if hold_s > 0 else ""))
 
@@ -251,6 +256,8 @@ def run_size(preset: str, case: str, chip: tuple[str, str], size: int, hold_s: f
                                      score_at_s=hold_s, chip=chip)))
     for name, r in rows:
         ratio = r["p_mean"] / oracle["p_mean"]
+        # the oracle knows every cell's response and classifies none
+        exhausted = "-" if name == "oracle" else r["stuck_exhausted"]
         extra = ""
         if hold_s > 0:
             pred = r["predicted_at"]
@@ -263,7 +270,7 @@ def run_size(preset: str, case: str, chip: tuple[str, str], size: int, hold_s: f
               f"{r['active_ms_cell']:>7.3f} {r['wall_s']:>7.2f} {r['iterations']:>5d} "
               f"{r['unresponsive']:>6d}/{r['stuck']:<6d} {r['mem_b_cell']:>7.0f} "
               f"{r['sim_b_cell']:>7.0f} {r['gave_up']:>7d} "
-              f"{r['wrong']:>6d}/{r['wrong_share']:<6.2%}{extra}")
+              f"{r['wrong']:>6d}/{r['wrong_share']:<6.2%} {exhausted:>9}{extra}")
     sys.stdout.flush()
 
 

@@ -506,13 +506,17 @@ class _Loop:
     # -- pilot ------------------------------------------------------------------------
     def _pilot(self, todo: np.ndarray) -> np.ndarray:
         """A random share of the cells, drawn per polarity so that each polarity's law
-        has enough steps to be fitted however the targets split."""
+        has enough steps to be fitted however the targets split; at most
+        ``pilot_max_cells`` of each (the fit wants a number of steps, not a share of the
+        array, and a pilot cell, aimed before any law, costs about a pulse more)."""
         self.pilot_pending = False
         rng = np.random.default_rng(self.p.seed)
         going_up = self.g[todo] < self.t[todo]
         chosen = []
         for cells in (todo[going_up], todo[~going_up]):
             k = max(self.p.pilot_min_cells, int(round(self.p.pilot_fraction * cells.size)))
+            if self.p.pilot_max_cells is not None:
+                k = min(k, max(self.p.pilot_min_cells, self.p.pilot_max_cells))
             chosen.append(cells if k >= cells.size else rng.choice(cells, size=k, replace=False))
         return np.sort(np.concatenate(chosen))
 

@@ -84,6 +84,10 @@ class WriteVerifyParams:
     initial_gain: float = 2e-6  # S per unit drive before anything is learned
     pilot_fraction: float = 0.05  # first pulses go to this share of cells to learn the law
     pilot_min_cells: int = 64
+    # at most this many pilot cells per polarity (None: no cap): the law wants enough
+    # steps to be fitted, not a share of the array, and a pilot cell's first pulse,
+    # aimed before any law, costs it about one pulse more
+    pilot_max_cells: int | None = None
     seed: int = 0  # chooses the pilot cells
     verify_noise: float = 0.4e-6  # S; how much a single step's reading can mislead
     pulse_model: PulseModel = field(default_factory=PulseModel)
@@ -118,6 +122,7 @@ class WriteVerifyParams:
             "change_weight": self.change_weight >= 0,
             "initial_gain": self.initial_gain > 0,
             "pilot_fraction": 0 < self.pilot_fraction <= 1,
+            "pilot_max_cells": self.pilot_max_cells is None or self.pilot_max_cells >= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -323,16 +323,47 @@ def test_network_drives_encode_each_layers_inputs():
 
 # -- on the simulated bench --------------------------------------------------------------------
 
-def test_a_month_of_pcm_drift_on_the_simulated_bench():
-    """Digits on PCM die 12, reference cells beside it; 30 days later every method but none
-    brings the accuracy back near what it was right after programming.
+def _least_squares_gain(tile, drive, then, now, corrections) -> float:
+    """What ``global`` estimates, from conductances (S): the gain that maps the tile's
+    pair outputs for ``drive`` now onto those of then, recorded deviations taken out."""
+    c = 0.0 if corrections is None else tile.block(corrections)
 
-    Scored against the simulator's truth: the global gains against the truth's own
-    then / now ratio of the tiles' pair differences (within 5 %), the reference law against
-    the reference cells' true conductances. Tolerances: over dies 7, 12 and 20 the loss
-    at 30 d is 0.3-1.7 points with ``column``, up to 6 with ``global`` or ``reference``,
-    and 3-10 with none (run-to-run spread about 0.5 point); here (fixed seeds) 97.5 %
-    right after, 87.5 % none, 95.3 % global, 95.8 % column, 94.4 % reference.
+    def outputs(g):
+        currents = drive @ (tile.block(g) - c)
+        return currents[:, 0::2] - currents[:, 1::2]
+
+    y, d = outputs(then), outputs(now)
+    return float((d * y).sum() / (d * d).sum())
+
+
+def test_a_month_of_pcm_drift_on_the_simulated_bench():
+    """Digits on PCM die 12, reference cells beside it; 30 days later the drift costs
+    accuracy, each method wins most of it back, ``column`` (the lowest layer error) to
+    near what it was right after programming.
+
+    Scored against the simulator's truth, each estimator against the quantity it
+    estimates: the global gain of a tile against the least-squares gain of the tile's
+    true pair outputs for the calibration drive (recorded deviations out, as the
+    estimator takes them out; not the ratio of the summed |G+ - G-|, which counts the
+    stuck cells' own conductances and weighs the weights linearly, not as outputs: the
+    estimate differs from it by -9 .. +5 % from one programming to the next, as PCM
+    drift depends on the level); the reference law, level by level, against the reference
+    cells' true conductances, in siemens (the read noise of a level's mean is about
+    constant in siemens, so a relative bound is loose at the top and tight at the bottom).
+
+    Tolerances from the spread over 56 programmings: die 12 with the pilot's seed 0-9
+    with and without the soft deadline and the escalation, and 10-29 with them (40
+    runs); dies 7 and 20 with seeds 0-3, with and without. Global gain / truth: -2.4 ..
+    +0.3 % of 112 (mean -0.9 %, sd 0.6 %: the IR drop, which takes more of the larger
+    currents of then; with it in the truth the mean is -0.1 %), bound 3 %. Reference
+    law, now at a level (read ratio x true then) against its true now: sd 0.15 uS,
+    worst 0.51 uS of 448, bound 0.6 uS. On die 12 (40 runs): none's smallest layer
+    error 3.7-4.7 x the largest right after programming, its accuracy loss 4.5-14.5
+    points; accuracy over none's: global +3.3 .. +9.5 points, reference +4.2 .. +11.1
+    (on dies 7 and 20 either can do no better than none); column's loss -1.1 .. 3.6
+    points; the worst layer error over the best of none: column 0.41-0.45, global
+    0.46-0.62, reference 0.47-0.66, column's below global's in every run (by 0.016 at
+    least). A gain 10 % off fails the gain bound; a reference read 10 % off, the law's.
     """
     net = load_digits_model()
     x, y = digits_test_set()
@@ -356,15 +387,23 @@ def test_a_month_of_pcm_drift_on_the_simulated_bench():
     acc = {m: r.accuracy for m, r in results.items()}
     print(f"\npcm die 12: right after {fresh.accuracy:.4f}; 30 d: "
           + ", ".join(f"{m} {a:.4f}" for m, a in acc.items()))
-    assert acc["none"] < fresh.accuracy - 0.05
-    assert acc["column"] >= fresh.accuracy - 0.025  # the best method
-    for method in ("global", "column", "reference"):
-        assert acc[method] >= fresh.accuracy - 0.04, method
-        assert max(results[method].layer_errors) < 0.6 * min(results["none"].layer_errors)
-    for tile, gains in zip(mapping.tiles, fixes["global"].gains, strict=True):
-        d_then, d_now = (np.abs(tile.block(g)[:, 0::2] - tile.block(g)[:, 1::2]).sum()
-                         for g in (then, now))
-        assert gains.mean() == pytest.approx(d_then / d_now, rel=0.05)
+    # the drift, uncorrected
+    assert min(results["none"].layer_errors) > 3 * max(fresh.layer_errors)
+    assert acc["none"] < fresh.accuracy - 0.03
+    # each method, against none and against the truth right after programming
+    worst = {m: max(r.layer_errors) / min(results["none"].layer_errors)
+             for m, r in results.items()}
+    assert acc["column"] >= fresh.accuracy - 0.045
+    assert worst["column"] < 0.5 and worst["column"] < worst["global"]
+    for method in ("global", "reference"):
+        assert acc[method] > acc["none"] + 0.015, method
+        assert worst[method] < 0.7, method
+    cal = calibrations["global"]
+    for tile, drive, gains in zip(mapping.tiles, cal.drives, fixes["global"].gains,
+                                  strict=True):
+        truth = _least_squares_gain(tile, drive, then, now, mapping.corrections)
+        assert truth > 1.3  # it did drift
+        assert gains.mean() == pytest.approx(truth, rel=0.03)
     # the law the reference cells give, level by level, against their true conductances
     cells, tolerance = mapping.reference_cells, 2.5 * US
     true_then, true_now = reference_law(mapping.reference_targets, then.ravel()[cells],
@@ -372,7 +411,6 @@ def test_a_month_of_pcm_drift_on_the_simulated_bench():
     read_then, read_now = reference_law(mapping.reference_targets,
                                         calibrations["reference"].reference_siemens,
                                         refs_now, tolerance)
-    high = true_then > 5 * US  # the levels above the read noise
-    assert np.allclose(read_now[high] / read_then[high], true_now[high] / true_then[high],
-                       rtol=0.03)
+    assert np.allclose(read_now / read_then * true_then, true_now, rtol=0, atol=0.6 * US)
+    high = true_then > 5 * US
     assert np.all(true_now[high] < 0.8 * true_then[high])  # it did drift

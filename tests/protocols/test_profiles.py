@@ -18,7 +18,8 @@ COMMON = {
     "confirm": True, "accept_confidence": 1.3, "accept_max_fraction": 0.95,
     "doubt_confidence": 1.0, "doubt_rounds": 3, "max_pulses": 60, "max_iterations": 400,
     "stall_pulses": 3, "move_fraction": 0.5, "touchup_rounds": 2, "initial_gain": 2e-06,
-    "pilot_fraction": 0.05, "pilot_min_cells": 64, "seed": 0, "verify_noise": 4e-07,
+    "pilot_fraction": 0.05, "pilot_min_cells": 64, "pilot_max_cells": None, "seed": 0,
+    "verify_noise": 4e-07,
     "accept_min_fraction": 0.5, "accept_relax": 1.0, "accept_confidence_min": 1.0,
     "overshoot_cost": 1.0, "reread_weight": 1.0, "touchup_rounds_max": 6,
     "touchup_more_share": 0.08, "change_weight": 0.1, "budget_confidence": None,
@@ -34,11 +35,13 @@ EXPECTED = {
                              "width_exponent": 0.5, "v_max": 4.0, "w_max": 100e-6,
                              "set_width_max": None, "v_min_over": 0.05}},
     # issue 14 part 3: strict sequential confirmation (1/f reads), SETs aimed short
-    # (abrupt RESET), no touch-up before drift sets in
+    # (abrupt RESET), no touch-up before drift sets in; the soft deadline and the
+    # escalation of stuck-low cells (1/f reads: the tail they make)
     "pcm": {**COMMON, "max_confirm_reads": 16, "max_confirm_reads_reset": 24, "aim": 0.95,
             "relax_wait_s": 5.0, "relax_wait_factor": 0.0, "touchup_rounds": 0,
             "accept_confidence": 2.5, "accept_min_fraction": 0.0, "accept_relax": 0.7,
-            "accept_confidence_min": 0.5, "overshoot_cost": 3.0,
+            "accept_confidence_min": 0.5, "overshoot_cost": 3.0, "deadline_factor": 1.6,
+            "escalate_pulses": 10,
             "pulse_model": {"set_threshold": 0.8, "reset_threshold": 1.5,
                             "set_reference": 1.2, "reset_reference": 2.0,
                             "amplitude_exponent": 2.0, "width_reference": 100e-9,
@@ -85,6 +88,7 @@ def test_each_hint_is_read_from_the_datasheet_not_the_technology():
     assert (params.aim, params.max_confirm_reads, params.max_confirm_reads_reset) == (
         plain.aim, plain.max_confirm_reads, plain.max_confirm_reads_reset)
     assert (params.relax_wait_s, params.relax_wait_factor) == (3.0, 1.0)
+    assert (params.deadline_factor, params.escalate_pulses) == (None, None)  # white reads
     assert params.pulse_model.set_threshold == 0.7
     # RRAM that drifts (onset 40 s) with 1/f reads but a gradual RESET
     rram = load_datasheet("rram")
@@ -95,6 +99,7 @@ def test_each_hint_is_read_from_the_datasheet_not_the_technology():
     assert (params.max_confirm_reads, params.max_confirm_reads_reset, params.aim) == (16, 16, 1.0)
     assert (params.touchup_rounds, params.accept_confidence, params.overshoot_cost) == (
         0, 2.5, 1.0)
+    assert (params.deadline_factor, params.escalate_pulses) == (1.6, 10)  # from the 1/f reads
 
 
 def test_the_pulse_model_is_capped_at_the_datasheets_limits():

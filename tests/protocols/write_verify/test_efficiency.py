@@ -299,20 +299,18 @@ def test_stuck_cells_of_the_harsh_chip_are_classified(tmp_path):
     cells are unresponsive, or converged where their value happens to be in band, but
     for at most 2 % spent on small pulses at the band's edge (exhausted, never
     unreachable), and the loop gives up on no more than 0.05 % of responsive cells.
-    With escalate_pulses 10 (measured for PCM, off in the profile) the stuck-low cells
-    just outside their band are classified too: at most one stuck cell is left exhausted
-    (4 of 484 without)."""
-    import dataclasses
-
+    With the PCM profile's escalate_pulses 10 the stuck-low cells just outside their
+    band are classified too: at most one stuck cell is left exhausted (4 of 484 with
+    escalate_pulses None)."""
     from protocols.profiles import write_verify_params
 
     with _harsh_bench(tmp_path, 128) as bench:
         bench.prober.goto(12)
         target = np.random.default_rng(128).uniform(0, 25 * US, bench.array.shape)
+        params = write_verify_params(bench.datasheet)
+        assert params.escalate_pulses == 10  # the profile's (1/f reads)
         result = protocols.write_verify(bench.array, target, clock=bench.clock,
-                                        params=dataclasses.replace(
-                                            write_verify_params(bench.datasheet),
-                                            escalate_pulses=10))
+                                        params=params)
         truth = bench.simulation.chip.truth()
     stuck = truth.stuck
     assert stuck.sum() > 300
