@@ -6,8 +6,11 @@ biases and the ReLU. Backward: the hidden layers' error ``delta @ W.T`` by the
 controller's transposed MVM (``mvm_transposed``: the output error as column voltages,
 ``G+`` columns and ``G-`` columns driven with opposite signs in two sets of vectors of
 one transaction, their difference the product) or, on a controller without it, in
-numpy from the weights last read (``digital``). Only the host's counters and reads
-are kept here; the algorithms decide what to pulse.
+numpy from the weights last read (``digital``). The devices the host takes at a
+reference level (unresponsive ones: :meth:`OnChip.read`) carry their true current in
+both directions: the forward pass subtracts it (the inference protocol's corrections),
+and so does the transposed product, so both use the host's weights. Only the host's
+counters and reads are kept here; the algorithms decide what to pulse.
 """
 
 from __future__ import annotations
@@ -119,12 +122,15 @@ class OnChip:
         v = np.zeros((2 * n, cols))
         v[:n, tile.plus_cols], v[:n, tile.minus_cols] = pos, neg
         v[n:, tile.plus_cols], v[n:, tile.minus_cols] = neg, pos
+        carried = self.mapping.expected_conductances()  # as read, unresponsive ones too
         setter = getattr(self.array, "set_mvm_range", None)
         if setter is not None:
-            g = np.nan_to_num(self.g)
-            peak = float(np.abs(v @ g.T).max())
+            peak = float(np.abs(v @ carried.T).max())
             setter(float(np.clip(RANGE_MARGIN * peak, MIN_RANGE_A, MAX_RANGE_A)))
         rows = np.asarray(self.array.mvm_transposed(v), np.float64)
         self.backward_calls += 1
         rows = rows[:, tile.rows[0]:tile.rows[1]]
+        if self.mapping.corrections is not None:  # as the forward pass: the host's weights
+            rows = rows - v[:, tile.cols[0]:tile.cols[1]] @ tile.block(
+                self.mapping.corrections).T
         return (rows[:n] - rows[n:]) * (per_volt / tile.scale)[:, None]
