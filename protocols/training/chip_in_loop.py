@@ -8,8 +8,11 @@ included; then the next layer is programmed, and so on. No backward product is n
 on the chip and no pulse is sent between programmings. The last layer's programming
 error is nobody's to absorb, so once it is programmed the host reads it back: pairs
 with a device write-verify could not place (stuck, unformed, off target) keep only what
-their working device can realise (its sign, or the weight as read when both failed),
-the layer is fine-tuned again digitally around them (``RETUNE_EPOCHS`` on the same
+their working device can realise (its sign, or the weight as read when both failed;
+with ``faulty_pairs`` ``partner`` the failed device is taken mid-window and the working
+one alone gives both signs over half the range, as sgd's pairs do — layer 0's such
+pairs are written that way right after its first programming), the layer is
+fine-tuned again digitally around them (``RETUNE_EPOCHS`` on the same
 measured hidden outputs) and written again by write-verify (the devices on target
 only verified); then its digital part (bias, and a gain per output for the column
 read-out) is fitted to its actual outputs on the training split. Records: epoch 0 and each
@@ -27,7 +30,15 @@ from protocols.inference import Mapping
 from protocols.profiles import write_verify_params
 from protocols.training.baseline import backward, cross_entropy, forward, output_delta
 from protocols.training.dataset import TrainData
-from protocols.training.layout import tile_cells, training_mapping, with_weights
+from protocols.training.layout import (
+    lone_level,
+    lone_pairs,
+    lone_targets,
+    references,
+    tile_cells,
+    training_mapping,
+    with_weights,
+)
 from protocols.training.params import TrainParams
 from protocols.training.passes import OnChip
 from protocols.training.result import EpochRecord, records_array, records_from
@@ -37,18 +48,51 @@ from protocols.write_verify import AdaptiveResponse, write_verify
 RETUNE_EPOCHS = 5  # digital epochs around the last layer's failed devices
 
 
-def realisable(mapping: Mapping, k: int, skip: np.ndarray,
-               w_read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def realisable(mapping: Mapping, k: int, skip: np.ndarray, w_read: np.ndarray,
+               lone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per weight of layer k, the (low, high) bounds its pair can still realise: the
-    full range; ``<= 0`` when G+ is in ``skip`` (the host takes it at the floor), ``>= 0``
-    when G- is; the weight as read when both are."""
+    full range; with one device in ``skip``, ``<= 0`` when it is G+ (the host takes it at
+    the floor), ``>= 0`` when it is G- — or, ``lone``, both signs over the span its
+    working device has around :func:`~protocols.training.layout.lone_level`; the weight
+    as read when both are in ``skip``."""
     tile = mapping.tiles[k]
     plus, minus = tile_cells(mapping, k)
     dead_p, dead_m = skip[plus], skip[minus]
     both = dead_p & dead_m
     low = np.where(both, w_read, np.where(dead_m, 0.0, -tile.w_clip))
     high = np.where(both, w_read, np.where(dead_p, 0.0, tile.w_clip))
+    if lone:
+        level = lone_level(mapping.g_min, mapping.g_max)
+        up = min(tile.w_clip, (mapping.g_max - level) / tile.scale)
+        down = min(tile.w_clip, (level - mapping.g_min) / tile.scale)
+        alone = dead_p ^ dead_m
+        # G- failed: w = (G+ - level) / s; G+ failed: w = (level - G-) / s
+        low = np.where(alone, np.where(dead_m, -down, -up), low)
+        high = np.where(alone, np.where(dead_m, up, down), high)
     return low, high
+
+
+def layer_targets(mapping: Mapping, k: int, weights, skip: np.ndarray,
+                  lone: bool) -> np.ndarray:
+    """Targets (S, array shape) of layer k's devices only, NaN for every other cell and
+    for the devices in ``skip``: pairs holding ``weights`` with one device at the floor,
+    and, ``lone``, a pair with one failed device its working device alone around the
+    failed one taken at :func:`~protocols.training.layout.lone_level`."""
+    targets = with_weights(mapping, weights).targets
+    if lone:
+        alone = lone_targets(mapping, weights, skip)
+        targets = np.where(np.isfinite(alone), alone, targets)
+    tile = mapping.tiles[k]
+    only = np.full(targets.shape, np.nan)
+    only[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets)
+    only.ravel()[np.asarray(skip, bool).ravel()] = np.nan
+    return only
+
+
+def has_lone(mapping: Mapping, k: int, skip: np.ndarray) -> bool:
+    """Whether layer k has a pair with exactly one device in ``skip``."""
+    fp, fm = lone_pairs(mapping, skip)[k]
+    return bool((fp | fm).any())
 
 
 class ChipInLoop:
@@ -57,14 +101,16 @@ class ChipInLoop:
 
     def __init__(self, array, datasheet, data: TrainData, params: TrainParams, *, mapping,
                  weights, biases, response, clock=None, programming_pulses: int = 0,
-                 skip=None) -> None:
+                 skip=None, lone: bool = False) -> None:
         self.array, self.sheet, self.data, self.params = array, datasheet, data, params
         self.clock, self.response = clock, response
         size = int(np.prod(mapping.array_shape))
         self.skip = np.zeros(size, bool) if skip is None else np.asarray(skip, bool).ravel()
+        self.lone = bool(lone)
         self.chip = OnChip(array, mapping, biases, backward="digital",
                            input_bits=params.input_bits, clock=clock, skip=self.skip,
-                           repeats=params.repeats_for("chip-in-loop"))
+                           repeats=params.repeats_for("chip-in-loop"),
+                           references=references(mapping, self.skip, self.lone))
         self.w = [np.array(w, np.float64) for w in weights]
         self.layers = (len(mapping.tiles) - 1,)
         self.subset = np.arange(data.y_train.size)
@@ -136,7 +182,7 @@ class ChipInLoop:
         plus, minus = tile_cells(self.chip.mapping, k)
         if (self.skip[plus] | self.skip[minus]).any():
             w_read = np.nan_to_num(self.chip.weights()[k])
-            bounds = realisable(self.chip.mapping, k, self.skip, w_read)
+            bounds = realisable(self.chip.mapping, k, self.skip, w_read, self.lone)
             self.w[k] = np.clip(self.w[k], *bounds)
             lr = self.params.lr_at(self.params.epochs)
             for i in range(RETUNE_EPOCHS):
@@ -148,11 +194,7 @@ class ChipInLoop:
     def _write(self, k: int) -> int:
         """One write-verify of layer k's targets (the devices in ``skip`` left alone);
         the devices it leaves off target join ``skip``; the chip read again."""
-        targets = with_weights(self.chip.mapping, self.w).targets
-        tile = self.chip.mapping.tiles[k]
-        only = np.full(targets.shape, np.nan)
-        only[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets)
-        only.ravel()[self.skip] = np.nan
+        only = layer_targets(self.chip.mapping, k, self.w, self.skip, self.lone)
         if not np.isfinite(only).any():  # every device of the tile failed before
             return 0
         wv = write_verify(self.array, only, clock=self.clock,
@@ -160,6 +202,7 @@ class ChipInLoop:
         self.response = wv.response
         self.skip |= off_target(wv, trainable=False)
         self.chip.skip = self.skip
+        self.chip.references = references(self.chip.mapping, self.skip, self.lone)
         self.chip.read()
         return int(np.sum(wv.pulses))
 
@@ -202,7 +245,8 @@ class ChipInLoop:
             arrays[f"bias{k}"] = b.copy()
         for key, value in self.response.to_arrays().items():
             arrays[f"response.{key}"] = np.asarray(value)
-        return arrays, {"rule": "chip-in-loop", "mapping": self.chip.mapping.to_dict()}
+        return arrays, {"rule": "chip-in-loop", "mapping": self.chip.mapping.to_dict(),
+                        "lone": self.lone}
 
     @classmethod
     def from_arrays(cls, array, datasheet, data, params, arrays, meta, clock=None):
@@ -215,7 +259,7 @@ class ChipInLoop:
         out = cls(array, datasheet, data, params, mapping=with_weights(mapping, weights),
                   weights=weights, biases=[a["bias0"], a["bias1"]], response=response,
                   clock=clock, programming_pulses=int(a["programming_pulses"]),
-                  skip=a["skip"])
+                  skip=a["skip"], lone=bool(meta.get("lone", False)))
         out.epoch, out.records = int(a["epoch"]), records_from(a["records"])
         out.gain = np.array(a["gain"], np.float64)
         return out
@@ -223,17 +267,27 @@ class ChipInLoop:
 
 def begin_chip_in_loop(array, datasheet, data: TrainData, params: TrainParams, *,
                        clock=None, response=None) -> ChipInLoop:
-    """Program the ex-situ network's first layer and return the fine-tuning."""
+    """Program the ex-situ network's first layer and return the fine-tuning. With
+    ``faulty_pairs`` ``partner``, a pair of layer 0 with one device write-verify could not
+    place has its working device written again around the failed one (both signs)."""
     _, ex_situ = float_models(data, params)
     ranges = tuple(params.weight_margin * float(np.abs(w).max()) for w in ex_situ.weights)
     mapping = training_mapping(datasheet, tuple(array.shape), sizes_of(data, params), ranges)
     targets = with_weights(mapping, ex_situ.weights)
-    tile = targets.tiles[0]
-    first = np.full(targets.array_shape, np.nan)
-    first[tile.rows[0]:tile.rows[1], tile.cols[0]:tile.cols[1]] = tile.block(targets.targets)
-    wv = write_verify(array, first, clock=clock, params=write_verify_params(datasheet),
-                      response=response)
+    lone = params.faulty_pairs_for("chip-in-loop") == "partner"
+    wv_params = write_verify_params(datasheet)
+    skip = np.zeros(int(np.prod(targets.array_shape)), bool)
+    first = layer_targets(targets, 0, ex_situ.weights, skip, False)
+    wv = write_verify(array, first, clock=clock, params=wv_params, response=response)
+    response, pulses = wv.response, int(np.sum(wv.pulses))
+    skip = off_target(wv, trainable=False)
+    if lone and has_lone(targets, 0, skip):
+        # only the working devices of layer 0's pairs with one failed device
+        again = np.where(np.isfinite(first), lone_targets(targets, ex_situ.weights, skip),
+                         np.nan)
+        wv = write_verify(array, again, clock=clock, params=wv_params, response=response)
+        response, pulses = wv.response, pulses + int(np.sum(wv.pulses))
+        skip = skip | off_target(wv, trainable=False)
     return ChipInLoop(array, datasheet, data, params, mapping=targets,
-                      weights=ex_situ.weights, biases=ex_situ.biases, response=wv.response,
-                      clock=clock, programming_pulses=int(np.sum(wv.pulses)),
-                      skip=off_target(wv, trainable=False))
+                      weights=ex_situ.weights, biases=ex_situ.biases, response=response,
+                      clock=clock, programming_pulses=pulses, skip=skip, lone=lone)
