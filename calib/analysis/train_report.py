@@ -37,6 +37,9 @@ def train_lines(run: dict) -> list[str]:
            f"{s.get('transfer_accuracy', nan):.2%}"
            + (f", float baseline {s['float_test_accuracy'][-1]:.2%}"
               if s.get("method") in TRANSFERS and s.get("float_test_accuracy") else ""),
+           *([f"    final: test {s['final_test_accuracy']:.2%} +- {s['final_test_std']:.2%} "
+              f"over {len(s['final_test_passes'])} passes of the test split through the chip"]
+             if s.get("final_test_passes") else []),
            f"    {s.get('pulses')} pulses ({s.get('pulses_per_weight', nan):.1f} per weight), "
            f"{s.get('transactions_per_sample', nan):.2f} transactions and "
            f"{s.get('bench_time_per_sample_s', nan) * 1e3:.2f} ms bench per training sample"]
@@ -61,6 +64,10 @@ def plot_train(run: dict, title: str, path: Path) -> str:
     acc.plot(epoch, [r["test_accuracy"] * 100 for r in records], "o-", label="chip, test")
     acc.plot(epoch, [r["train_accuracy"] * 100 for r in records], "s--", ms=4,
              label="chip, train")
+    if s.get("final_test_passes") and epoch.size:  # the finished network, K passes
+        acc.errorbar([epoch[-1] + 0.15], [s["final_test_accuracy"] * 100],
+                     yerr=[s["final_test_std"] * 100], fmt="D", color="tab:green", ms=5,
+                     capsize=3, label=f"chip, test: {len(s['final_test_passes'])} final passes")
     baseline = np.asarray(s.get("float_test_accuracy") or [], np.float64)
     if baseline.size:  # the float network of the same budget, after each epoch
         acc.plot(np.arange(1, baseline.size + 1), baseline * 100, "k:", marker=".",

@@ -26,6 +26,9 @@ def _lines(s: dict) -> list[str]:
     out = [f"die {s['die']}: {s['method']} on {s['dataset']}, {s['epochs']} epochs, backward "
            f"{s['backward']}: test accuracy {s['test_accuracy']:.2%} (float "
            f"{s['float_accuracy']:.2%}, after programming {s['transfer_accuracy']:.2%})",
+           *([f"final: test accuracy {s['final_test_accuracy']:.2%} +- "
+              f"{s['final_test_std']:.2%} over {len(s['final_test_passes'])} passes of the "
+              "test split through the chip"] if s.get("final_test_passes") else []),
            "epoch  train    test     loss    pulses  transactions  bench s"]
     for r in s["epochs_record"]:
         out.append(f"{r['epoch']:>5}  {r['train_accuracy']:>6.2%}  {r['test_accuracy']:>6.2%}  "
@@ -94,6 +97,8 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
 @click.option("--sgd-every", type=int, default=1, show_default=True,
               help="sgd: sum the steps of this many batches on the host and send the sum "
                    "(the float baseline alike).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Training seed: the first weights, the sample order, the rounding draws.")
 @click.option("--resume", is_flag=True,
               help="Continue the die's interrupted training of this method.")
 @bench_option
@@ -101,13 +106,13 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
 @wafer_option
 @json_option
 def command(die_id, method, dataset, epochs, lr, batch, backward, repeats, update,
-            faulty_pairs, sgd_zone, sgd_every, resume, bench_file, results, wafer,
+            faulty_pairs, sgd_zone, sgd_every, seed, resume, bench_file, results, wafer,
             as_json) -> None:
     """Train a network on a die's crossbar and score it on the held-out test split."""
     options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
                            backward=backward, resume=resume, repeats=repeats, update=update,
                            faulty_pairs=faulty_pairs, sgd_zone=sgd_zone,
-                           sgd_every=sgd_every)
+                           sgd_every=sgd_every, seed=seed)
     with open_bench(bench_file) as b, epoch_progress(epochs, not as_json) as progress:
         summary = train_die(b, die_id, options, results=results, wafer=wafer,
                             progress=progress)

@@ -95,6 +95,11 @@ class InSitu:
     alone, around the failed one taken at :func:`~protocols.training.layout.lone_level`
     (weights of both signs, half the range each way), and its whole change goes to that
     device; otherwise the failed device is taken at the floor and the pair gives one sign.
+    ``read_averages``: conversions the controller averages in each read of the network's
+    cells (None: write-verify's, ``wv_params.read_averages``, the reads the response model
+    learned from); set on the controller when the training starts or resumes, not left to
+    whatever configured it last (the first programming's verify reads do; a run resumed
+    in a new process finds a board at its power-on 1).
     """
 
     def __init__(self, array, data: TrainData, params: TrainParams, *, rule: str,
@@ -103,7 +108,8 @@ class InSitu:
                  programming_pulses: int = 0, skip: np.ndarray | None = None,
                  repeats: int = 1, update: str = "pair",
                  wv_params: WriteVerifyParams | None = None, refreshes: int = 0,
-                 granularity_s: float | None = None, lone: bool = False) -> None:
+                 granularity_s: float | None = None, lone: bool = False,
+                 read_averages: int | None = None) -> None:
         if rule not in RULES:
             raise TrainingInputError(f"update rule {rule!r}: choose {', '.join(RULES)}")
         if update not in ("pair", "set-only"):
@@ -126,6 +132,9 @@ class InSitu:
         self.epoch = int(epoch)
         self.records = list(records)
         self.programming_pulses = int(programming_pulses)
+        self.read_averages = int(read_averages or (wv_params or WriteVerifyParams()).read_averages)
+        # one read that sets the board's averaging (the driver writes it only on a change)
+        array.read_cells(self.chip.cells[:1], averages=self.read_averages)
         self.chip.read()
 
     @property
@@ -285,7 +294,8 @@ class InSitu:
         meta = {"rule": self.rule, "mapping": self.chip.mapping.to_dict(),
                 "granularity_s": self.eps, "backward": self.chip.backward,
                 "repeats": self.chip.params.repeats, "update": self.update,
-                "refreshes": self.refreshes, "lone": self.lone}
+                "refreshes": self.refreshes, "lone": self.lone,
+                "read_averages": self.read_averages}
         return arrays, meta
 
     @classmethod
@@ -314,4 +324,5 @@ class InSitu:
                    programming_pulses=int(a["programming_pulses"]), skip=a["skip"],
                    repeats=int(meta.get("repeats", 1)), update=meta.get("update", "pair"),
                    wv_params=wv_params, refreshes=int(meta.get("refreshes", 0)),
-                   granularity_s=meta.get("granularity_s"), lone=bool(meta.get("lone", False)))
+                   granularity_s=meta.get("granularity_s"), lone=bool(meta.get("lone", False)),
+                   read_averages=meta.get("read_averages"))

@@ -15,6 +15,7 @@ from calib.cli import main
 from calib.store import DieStore
 from instruments.errors import InstrumentIOError
 from protocols.training import InSitu
+from protocols.training.result import FINAL_PASSES
 
 
 def run(*args):
@@ -49,6 +50,9 @@ def test_train_records_epochs_checkpoints_and_a_baseline(trained):
     assert 0 <= s["test_accuracy"] <= 1 and len(s["float_test_accuracy"]) == 2
     assert s["pulses"] == sum(r["pulses"] for r in s["epochs_record"])
     assert s["transactions_per_sample"] > 0
+    # the finished network's score: the mean of several passes of the test split
+    assert len(s["final_test_passes"]) == FINAL_PASSES
+    assert s["final_test_accuracy"] == pytest.approx(np.mean(s["final_test_passes"]))
     store = DieStore(s["file"])
     runs = {r.run_id: r for r in store.runs()}
     assert runs[s["run"]].status == "complete"
@@ -164,6 +168,8 @@ def test_report_plots_accuracy_and_pulses_against_the_float_baseline(trained):
     assert f"{s['pulses']} pulses" in text
     for r in s["epochs_record"]:
         assert f"epoch {r['epoch']}: train {r['train_accuracy']:.2%}, test " in text
+    assert (f"final: test {s['final_test_accuracy']:.2%} +- {s['final_test_std']:.2%} over "
+            f"{FINAL_PASSES} passes") in text
 
 
 def test_progress_is_a_line_per_epoch_off_a_terminal(tmp_path):
@@ -204,12 +210,12 @@ def test_repeats_and_set_only_updates_reach_the_run(tmp_path):
     data = blobs(tmp_path / "blobs.npz")
     out = run("train", "--die", 12, "--method", "mixed", "--dataset", data, "--epochs", 1,
               "--lr", 0.5, "--batch", 5, "--repeats", 2, "--update", "set-only",
-              "--results", tmp_path / "r", "--json")
+              "--seed", 3, "--results", tmp_path / "r", "--json")
     assert out.exit_code == 0, out.output
     s = json.loads(out.output)
     store = DieStore(s["file"])
     params = store.read_run(s["run"])["params"]
-    assert params["repeats"] == 2 and params["update"] == "set-only"
+    assert params["repeats"] == 2 and params["update"] == "set-only" and params["seed"] == 3
     _, meta = store.load_artifact("checkpoint", s["run"])
     assert meta["update"] == "set-only" and meta["repeats"] == 2
 
