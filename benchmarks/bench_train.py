@@ -59,7 +59,7 @@ from calib.jobs.run import JobInterrupted  # noqa: E402
 from calib.jobs.train import TrainOptions, train_die  # noqa: E402
 from calib.wiring.bench import Bench  # noqa: E402
 from calib.wiring.config import default_config  # noqa: E402
-from protocols.training.params import SGD_ZONE  # noqa: E402
+from protocols.training.params import SGD_MOMENTUM, SGD_ZONE  # noqa: E402
 from protocols.training.result import FINAL_PASSES  # noqa: E402
 
 METHODS = ("sgd", "mixed", "hybrid", "chip-in-loop")
@@ -213,6 +213,8 @@ def main() -> None:
                     help="sgd's stochastic rounding zone, of the granularity")
     ap.add_argument("--sgd-every", type=int, default=1,
                     help="sgd: batches summed on the host per send (float baseline alike)")
+    ap.add_argument("--sgd-momentum", type=float, default=SGD_MOMENTUM,
+                    help="sgd's host-side momentum beta (float baseline alike)")
     ap.add_argument("--resume-check", action="store_true",
                     help="stop runs at random points in process and resume them")
     ap.add_argument("--resume-kill", action="store_true",
@@ -234,7 +236,8 @@ def main() -> None:
                     runs = [one(preset, chip, method, seed, args.epochs,
                                 tmp / f"{preset}-{case}-{method}-{seed}",
                                 repeats=args.repeats, faulty_pairs=args.faulty_pairs,
-                                sgd_zone=args.sgd_zone, sgd_every=args.sgd_every)
+                                sgd_zone=args.sgd_zone, sgd_every=args.sgd_every,
+                                sgd_momentum=args.sgd_momentum)
                             for seed in args.seeds]
                     report(preset, case, method, runs)
         if args.resume_check:

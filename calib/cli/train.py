@@ -19,7 +19,7 @@ from calib.cli.options import (
 from calib.jobs.train import TrainOptions, train_die
 from calib.wiring import open_bench
 from protocols.training import METHODS
-from protocols.training.params import SGD_ZONE
+from protocols.training.params import SGD_MOMENTUM, SGD_ZONE
 
 
 def _lines(s: dict) -> list[str]:
@@ -97,6 +97,9 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
 @click.option("--sgd-every", type=int, default=1, show_default=True,
               help="sgd: sum the steps of this many batches on the host and send the sum "
                    "(the float baseline alike).")
+@click.option("--sgd-momentum", type=float, default=SGD_MOMENTUM, show_default=True,
+              help="sgd: send the host's dampened velocity of the steps, v = b v + (1-b) "
+                   "step (0: each step; the float baseline alike).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training seed: the first weights, the sample order, the rounding draws.")
 @click.option("--resume", is_flag=True,
@@ -106,13 +109,13 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
 @wafer_option
 @json_option
 def command(die_id, method, dataset, epochs, lr, batch, backward, repeats, update,
-            faulty_pairs, sgd_zone, sgd_every, seed, resume, bench_file, results, wafer,
-            as_json) -> None:
+            faulty_pairs, sgd_zone, sgd_every, sgd_momentum, seed, resume, bench_file,
+            results, wafer, as_json) -> None:
     """Train a network on a die's crossbar and score it on the held-out test split."""
     options = TrainOptions(method=method, dataset=dataset, epochs=epochs, lr=lr, batch=batch,
                            backward=backward, resume=resume, repeats=repeats, update=update,
                            faulty_pairs=faulty_pairs, sgd_zone=sgd_zone,
-                           sgd_every=sgd_every, seed=seed)
+                           sgd_every=sgd_every, sgd_momentum=sgd_momentum, seed=seed)
     with open_bench(bench_file) as b, epoch_progress(epochs, not as_json) as progress:
         summary = train_die(b, die_id, options, results=results, wafer=wafer,
                             progress=progress)

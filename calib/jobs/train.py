@@ -43,7 +43,7 @@ from protocols.training import (
     float_models,
 )
 from protocols.training.chip_in_loop import ChipInLoop, begin_chip_in_loop
-from protocols.training.params import SGD_ZONE
+from protocols.training.params import SGD_MOMENTUM, SGD_ZONE
 from protocols.training.result import training_result
 from protocols.write_verify import AdaptiveResponse
 
@@ -74,13 +74,15 @@ class TrainOptions:
     faulty_pairs: str | None = None  # one failed device: floor, partner; None: the method's
     sgd_zone: float = SGD_ZONE  # of the granularity: sgd's stochastic rounding zone
     sgd_every: int = 1  # sgd: batches whose steps are summed on the host before a send
+    sgd_momentum: float = SGD_MOMENTUM  # sgd: the host's momentum beta of its steps
 
     def params(self) -> TrainParams:
         try:
             return TrainParams(epochs=self.epochs, lr=self.lr, batch=self.batch,
                                backward=self.backward, seed=self.seed, repeats=self.repeats,
                                update=self.update, faulty_pairs=self.faulty_pairs,
-                               sgd_zone=self.sgd_zone, sgd_every=self.sgd_every)
+                               sgd_zone=self.sgd_zone, sgd_every=self.sgd_every,
+                               sgd_momentum=self.sgd_momentum)
         except TrainingInputError as exc:
             raise TrainInputError(_as_option(str(exc))) from None
 

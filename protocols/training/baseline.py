@@ -82,17 +82,21 @@ def accuracy(weights, biases, x: np.ndarray, y: np.ndarray) -> float:
 
 def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: int,
                 seed: int, weights=None, biases=None, layers=None,
-                lr_decay: float = 1.0, every: int = 1) -> FloatBaseline:
+                lr_decay: float = 1.0, every: int = 1,
+                momentum: float = 0.0) -> FloatBaseline:
     """Plain SGD in float64 from ``init_weights`` (or the given weights); ``layers``:
     the indices trained (None: all); epoch e at ``lr * lr_decay ** (e - 1)``. The sample
     order is seeded. ``every``: the weights' steps of that many batches are summed and
     applied together (at the latest at the epoch's end), the biases' every batch — the
-    float twin of sgd's ``TrainParams.sgd_every``."""
+    float twin of sgd's ``TrainParams.sgd_every``. ``momentum`` beta: the weights take the
+    dampened velocity of their steps, ``v = beta v + (1 - beta) step``, kept across epochs,
+    the biases their step — the float twin of ``TrainParams.sgd_momentum``."""
     sizes = (data.features, hidden, data.classes)
     w = [np.array(a, np.float64) for a in (weights or init_weights(sizes, seed))]
     b = [np.array(a, np.float64) for a in (biases or [np.zeros(s) for s in sizes[1:]])]
     trained = range(len(w)) if layers is None else layers
     rng = np.random.default_rng([seed, 0x5EED])
+    velocity = [np.zeros_like(a) for a in w]
     test, train, losses = [], [], []
     for epoch in range(epochs):
         rate = lr * lr_decay ** epoch
@@ -109,7 +113,8 @@ def train_float(data: TrainData, hidden: int, *, epochs: int, lr: float, batch: 
                 pending[k] += rate * grads[k][0]
                 b[k] -= rate * grads[k][1]
                 if due:
-                    w[k] -= pending[k]
+                    velocity[k] = momentum * velocity[k] + (1.0 - momentum) * pending[k]
+                    w[k] -= velocity[k]
                     pending[k][...] = 0.0
         losses.append(total / order.size)
         train.append(accuracy(w, b, data.x_train, data.y_train))

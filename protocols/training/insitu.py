@@ -43,7 +43,7 @@ from protocols.training.pulses import (
     set_only_changes,
 )
 from protocols.training.result import EpochRecord, records_array, records_from
-from protocols.training.sgd import sgd_changes
+from protocols.training.sgd import Momentum, sgd_changes
 from protocols.write_verify import WriteVerifyParams, write_verify
 from protocols.write_verify.response import AdaptiveResponse
 
@@ -109,7 +109,7 @@ class InSitu:
                  repeats: int = 1, update: str = "pair",
                  wv_params: WriteVerifyParams | None = None, refreshes: int = 0,
                  granularity_s: float | None = None, lone: bool = False,
-                 read_averages: int | None = None) -> None:
+                 read_averages: int | None = None, velocity: np.ndarray | None = None) -> None:
         if rule not in RULES:
             raise TrainingInputError(f"update rule {rule!r}: choose {', '.join(RULES)}")
         if update not in ("pair", "set-only"):
@@ -128,6 +128,8 @@ class InSitu:
         self.subset = (np.arange(data.y_train.size) if subset is None
                        else np.asarray(subset, np.int64))
         self.acc = accumulator or Accumulator(size)
+        self.momentum = Momentum(size, params.sgd_momentum if rule == "sgd" else 0.0,
+                                 velocity)
         self.eps = granularity_s or params.granularity_s or default_granularity(mapping)
         self.epoch = int(epoch)
         self.records = list(records)
@@ -181,6 +183,7 @@ class InSitu:
             dg = np.zeros(pairs.shape[1])
             dg[order[np.searchsorted(pairs[0][order], fired)]] = asked
         else:
+            dg = self.momentum.step(pairs[0], dg)  # beta 0: the step itself
             if self.params.sgd_every > 1:  # the host's sum of steps, cleared at each send
                 self.acc.add(pairs[0], dg)
                 if not send_now:
@@ -284,6 +287,7 @@ class InSitu:
         """The digital state as (numbers, JSON-ready meta): a checkpoint."""
         arrays = {"epoch": np.int64(self.epoch), "records": records_array(self.records),
                   "chi": self.acc.chi.copy(), "subset": self.subset,
+                  "velocity": self.momentum.velocity.copy(),
                   "layers": np.asarray(self.layers, np.int64), "skip": self.skip.copy(),
                   "programming_pulses": np.int64(self.programming_pulses),
                   "format": np.int64(CHECKPOINT_FORMAT)}
@@ -325,4 +329,4 @@ class InSitu:
                    repeats=int(meta.get("repeats", 1)), update=meta.get("update", "pair"),
                    wv_params=wv_params, refreshes=int(meta.get("refreshes", 0)),
                    granularity_s=meta.get("granularity_s"), lone=bool(meta.get("lone", False)),
-                   read_averages=meta.get("read_averages"))
+                   read_averages=meta.get("read_averages"), velocity=a.get("velocity"))

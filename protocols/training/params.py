@@ -14,11 +14,13 @@ BACKWARDS = ("auto", "chip", "digital")
 UPDATES = ("auto", "pair", "set-only")
 FAULTY_PAIRS = ("floor", "partner")
 # how a pair with one unresponsive device is used, by method (TrainParams.faulty_pairs None)
-FAULTY_DEFAULT = {"sgd": "partner", "mixed": "floor", "hybrid": "floor", "chip-in-loop": "floor"}
+FAULTY_DEFAULT = {"sgd": "partner", "mixed": "floor", "hybrid": "partner",
+                  "chip-in-loop": "partner"}
 SGD_ZONE = 1.0  # of the granularity: sgd's stochastic rounding zone (TrainParams.sgd_zone)
+SGD_MOMENTUM = 0.9  # sgd's host-side momentum (TrainParams.sgd_momentum)
 LR_DECAY = 1.0  # per epoch, of the learning rate (see TrainParams)
 # conversions per input vector in each forward MVM, by method (TrainParams.repeats None)
-REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 1, "chip-in-loop": 1}
+REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 1, "chip-in-loop": 4}
 
 
 class TrainingInputError(UserError, ValueError):
@@ -53,9 +55,9 @@ class TrainParams:
     (SET only the device whose increase gives the wanted sign; a pair whose device nears
     ``g_max`` is re-programmed to its difference by write-verify: the refresh), ``auto``
     (set-only where the datasheet's RESET is abrupt, PCM; pair elsewhere).
-    ``faulty_pairs`` (sgd, mixed, hybrid with pair updates): a pair one of whose devices
-    write-verify found unresponsive works with its other device, which gives weights of
-    one sign (``floor``: the failed device taken at the floor) or of both (``partner``:
+    ``faulty_pairs`` (sgd, mixed, hybrid with pair updates; chip-in-loop): a pair one of
+    whose devices write-verify found unresponsive works with its other device, which gives weights
+    of one sign (``floor``: the failed device taken at the floor) or of both (``partner``:
     the failed device taken mid-way up the window, the working one re-programmed around
     it after the first programming and updated alone); None: the method's default
     (``FAULTY_DEFAULT``).
@@ -66,6 +68,9 @@ class TrainParams:
     (the float baseline of the same budget sums alike); the sum is cleared at every send
     and at each epoch's end, so nothing is carried from one send to the next (unlike
     mixed precision's accumulators, which keep what did not fire); 1: every batch.
+    ``sgd_momentum`` beta in [0, 1): sgd sends the host's dampened velocity of its steps,
+    ``v = beta v + (1 - beta) step`` per weight (:class:`protocols.training.sgd.Momentum`,
+    kept in the checkpoint), not each batch's step; 0: the step itself.
     """
 
     epochs: int = 10
@@ -85,6 +90,7 @@ class TrainParams:
     faulty_pairs: str | None = None
     sgd_zone: float = SGD_ZONE
     sgd_every: int = 1
+    sgd_momentum: float = SGD_MOMENTUM
 
     def repeats_for(self, method: str) -> int:
         """Conversions per vector of ``method``'s forward passes."""
@@ -126,6 +132,8 @@ class TrainParams:
         if not (_number(self.sgd_zone) and 0 < self.sgd_zone <= 8):
             raise TrainingInputError(f"sgd_zone: in (0, 8] granularity steps, got "
                                      f"{self.sgd_zone!r}")
+        if not (_number(self.sgd_momentum) and 0 <= self.sgd_momentum < 1):
+            raise TrainingInputError(f"sgd_momentum: in [0, 1), got {self.sgd_momentum!r}")
         if self.faulty_pairs is not None and self.faulty_pairs not in FAULTY_PAIRS:
             raise TrainingInputError(f"faulty_pairs: {self.faulty_pairs!r}; choose "
                                      f"{', '.join(FAULTY_PAIRS)}")

@@ -34,12 +34,13 @@ def sizes_of(data: TrainData, params: TrainParams) -> tuple[int, int, int]:
 def float_models(data: TrainData, params: TrainParams,
                  method: str | None = None) -> tuple[FloatBaseline, FloatBaseline]:
     """(the baseline at the method's own epochs and learning-rate schedule — for ``sgd``
-    also its ``sgd_every`` — the ex-situ network at ``float_epochs`` and a constant
-    ``lr``)."""
+    also its ``sgd_every`` and ``sgd_momentum`` — the ex-situ network at ``float_epochs``
+    and a constant ``lr``)."""
     common = {"lr": params.lr, "batch": params.batch, "seed": params.seed}
     every = params.sgd_every if method == "sgd" else 1
+    beta = params.sgd_momentum if method == "sgd" else 0.0
     same = train_float(data, params.hidden, epochs=params.epochs, lr_decay=params.lr_decay,
-                       every=every, **common)
+                       every=every, momentum=beta, **common)
     ex_situ = train_float(data, params.hidden, epochs=params.float_epochs, **common)
     return same, ex_situ
 

@@ -55,7 +55,7 @@ def _faulty(lone: bool):
     g[skip] = STUCK_AT
     array = ExactArray(g.reshape(16, 16))
     params = TrainParams(lr=0.5, batch=5, hidden=6, input_bits=None, granularity_s=0.01 * US,
-                         faulty_pairs="partner" if lone else "floor")
+                         faulty_pairs="partner" if lone else "floor", sgd_momentum=0.0)
     trainer = InSitu(array, d, params, rule="sgd", mapping=mapping,
                      biases=[np.zeros(6), np.zeros(3)], response=ExactResponse(),
                      skip=skip, lone=lone)
@@ -153,7 +153,7 @@ def _exact_sgd(every):
     mapping = with_weights(mapping, init_weights((8, 6, 3), seed=0))
     array = ExactArray(np.nan_to_num(mapping.targets, nan=G_MIN))
     params = TrainParams(lr=0.2, batch=5, hidden=6, input_bits=None, granularity_s=0.001 * US,
-                         sgd_every=every)
+                         sgd_every=every, sgd_momentum=0.0)
     trainer = InSitu(array, d, params, rule="sgd", mapping=mapping,
                      biases=[np.zeros(6), np.zeros(3)], response=ExactResponse())
     return trainer, array, d
@@ -190,7 +190,8 @@ def test_sgd_every_sends_at_the_epochs_end_and_the_float_baseline_sums_alike():
                           .weights[0], a.weights[0])
     b = train_float(d, 6, epochs=2, lr=0.5, batch=5, seed=0, every=3)
     assert not np.array_equal(a.weights[0], b.weights[0])
-    p = TrainParams(epochs=2, lr=0.5, batch=5, hidden=6, float_epochs=2, sgd_every=3)
+    p = TrainParams(epochs=2, lr=0.5, batch=5, hidden=6, float_epochs=2, sgd_every=3,
+                    sgd_momentum=0.0)
     same_sgd, _ = float_models(d, p, "sgd")
     same_mixed, _ = float_models(d, p, "mixed")
     assert np.array_equal(same_sgd.weights[0], b.weights[0])
@@ -249,10 +250,13 @@ def test_begin_reprograms_a_lone_device_around_its_failed_partner(monkeypatch):
 
 
 def test_method_defaults_for_faulty_pairs_and_the_sgd_zone():
-    """sgd uses a failed device's partner alone and rounds to one granularity step by
-    default (measured, docs/training.md); the other methods keep the floor."""
+    """sgd, hybrid and chip-in-the-loop use a failed device's partner alone, sgd rounds to
+    one granularity step and sends a momentum of 0.9 by default (measured,
+    docs/training.md); mixed precision keeps the floor."""
     p = TrainParams()
     assert p.faulty_pairs_for("sgd") == "partner" and p.sgd_zone == 1.0
-    assert all(p.faulty_pairs_for(m) == "floor" for m in ("mixed", "hybrid"))
+    assert p.sgd_momentum == 0.9
+    assert all(p.faulty_pairs_for(m) == "partner" for m in ("hybrid", "chip-in-loop"))
+    assert p.faulty_pairs_for("mixed") == "floor"
     assert TrainParams(faulty_pairs="floor").faulty_pairs_for("sgd") == "floor"
     assert TrainParams(faulty_pairs="partner").faulty_pairs_for("mixed") == "partner"

@@ -3,6 +3,8 @@ checkpoints of every method: what goes in comes out."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -64,9 +66,11 @@ def test_chip_in_loop_programs_layer_by_layer(bench):
 
 def test_chip_in_loop_tunes_the_last_layer_around_its_failed_devices(bench):
     """A device the host takes as failed is never written; its pair keeps only the sign
-    its working device can realise, and the layer is tuned again around it."""
+    its working device can realise (``floor``; ``partner``: test_chip_in_loop_partner),
+    and the layer is tuned again around it."""
     data = blobs()
-    t = begin_chip_in_loop(bench.array, bench.datasheet, data, PARAMS, clock=bench.clock)
+    t = begin_chip_in_loop(bench.array, bench.datasheet, data,
+                           replace(PARAMS, faulty_pairs="floor"), clock=bench.clock)
     plus, minus = tile_cells(t.chip.mapping, 1)
     t.run_epoch()
     dead_p, dead_m = int(plus[0, 0]), int(minus[1, 1])

@@ -133,6 +133,7 @@ def _trainer(rule, transposed=True, backward="auto", layers=None, granularity=0.
     mapping = with_weights(mapping, weights)
     array = ExactArray(np.nan_to_num(mapping.targets, nan=SHEET.window.g_min), transposed)
     params = TrainParams(lr=0.5, batch=5, hidden=6, backward=backward, input_bits=None,
+                         sgd_momentum=0.0,
                          granularity_s=granularity)
     trainer = InSitu(array, d, params, rule=rule, mapping=mapping,
                      biases=[np.zeros(6), np.zeros(3)], response=ExactResponse(),

@@ -61,7 +61,8 @@ def _set_only_trainer(g_scale=1.0):
                            init_weights((8, 6, 3), seed=0))
     g = np.nan_to_num(mapping.targets, nan=SHEET.window.g_min) * g_scale
     array = ExactArray(g)
-    params = TrainParams(lr=0.5, batch=5, hidden=6, input_bits=None, granularity_s=0.01 * US)
+    params = TrainParams(lr=0.5, batch=5, hidden=6, input_bits=None, granularity_s=0.01 * US,
+                         sgd_momentum=0.0)
     trainer = InSitu(array, d, params, rule="sgd", mapping=mapping,
                      biases=[np.zeros(6), np.zeros(3)], response=ExactResponse(),
                      update="set-only")
