@@ -144,6 +144,34 @@ def _resumable(store: DieStore, method: str):
     return None
 
 
+def _resumed_params(stored: dict, options: TrainOptions, params: TrainParams) -> TrainParams:
+    """The resumed run's own parameters, so a plain ``--resume`` continues the training
+    it interrupted (its learning rate, seed, ...). An option given on this command line
+    that differs from the run's (and from the default) is refused in one line, as it
+    would silently train another way; ``--epochs`` may extend the run."""
+    defaults, kept = TrainOptions(), {}
+    for field in dataclasses.fields(TrainParams):
+        if field.name not in stored:
+            continue
+        value = stored[field.name]
+        value = tuple(value) if isinstance(value, list) else value
+        given = getattr(options, field.name, None)
+        if (field.name != "epochs" and hasattr(options, field.name)
+                and given != getattr(defaults, field.name) and given != value):
+            raise TrainInputError(f"--{field.name.replace('_', '-')} {given}: the run being "
+                                  f"resumed trains with {value}; leave it out to resume, "
+                                  "or start a new run without --resume")
+        kept[field.name] = value
+    if stored and "sgd_momentum" not in stored:  # a run from before sgd had momentum
+        kept["sgd_momentum"] = 0.0
+    if options.epochs != defaults.epochs:
+        kept["epochs"] = options.epochs
+    try:
+        return dataclasses.replace(params, **kept)
+    except (TrainingInputError, TypeError) as exc:
+        raise TrainInputError(f"the run to resume has unreadable parameters: {exc}") from None
+
+
 def train_die(bench, die: int, options: TrainOptions = TrainOptions(), *,
               results: str | Path = "calib-results", wafer: str | None = None,
               progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -167,6 +195,9 @@ def train_die(bench, die: int, options: TrainOptions = TrainOptions(), *,
     if options.resume and found is None:
         raise TrainInputError(f"die {die}: no interrupted {method} training to resume in "
                               f"{store.path}; run calib train without --resume")
+    if found is not None:
+        params = _resumed_params(store.read_run(found[0]).get("params") or {}, options,
+                                 params)
     reach_die(bench, die, TrainInputError, store)  # the first bytes to the instruments
     if sheet.forming.required and options.form is not False and found is None:
         form_pristine(bench, store)

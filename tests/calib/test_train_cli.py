@@ -88,13 +88,21 @@ def test_bench_lost_mid_epoch_is_interrupted_and_resumes(trained, monkeypatch):
     arrays, _ = store.load_artifact("checkpoint", lost.run_id)
     assert int(arrays["epoch"]) == 1
     monkeypatch.setattr(InSitu, "step", original)
-    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--epochs", 3,
-              "--lr", 0.5, "--batch", 5, "--results", results, "--json", "--resume")
+    # an option that would train another way than the interrupted run is refused
+    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data, "--lr", 0.3,
+              "--results", results, "--json", "--resume")
+    assert out.exit_code != 0 and len(out.output.strip().splitlines()) == 1
+    assert "--lr 0.3" in out.output and "0.5" in out.output
+    assert [r.run_id for r in store.runs()][-1] == lost.run_id  # nothing written
+    # a plain --resume continues with the run's own options (lr 0.5, batch 5, 3 epochs)
+    out = run("train", "--die", 12, "--method", "sgd", "--dataset", data,
+              "--results", results, "--json", "--resume")
     assert out.exit_code == 0, out.output
     s = json.loads(out.output)
     assert [r["epoch"] for r in s["epochs_record"]] == [0, 1, 2, 3]
     resumed = store.read_run(s["run"])
     assert resumed["params"]["resumed_from"] == lost.run_id
+    assert resumed["params"]["lr"] == 0.5 and resumed["params"]["batch"] == 5
     # the resumed run's series is the whole training: the checkpoint's epoch, then its own
     assert list(resumed["checkpoints"]["epoch"]) == [1, 2, 3]
 
