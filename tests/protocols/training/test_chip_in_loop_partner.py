@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.wiring import open_bench
 from protocols.training import TrainParams
 from protocols.training.chip_in_loop import (
     ChipInLoop,
@@ -75,14 +74,6 @@ def test_layer_targets_put_a_lone_device_around_the_lone_level_and_only_layer_k(
     assert np.isnan(t[p0]).all() and np.isnan(t[m0]).all()
     floor_only = layer_targets(m, 1, weights, skip, lone=False).ravel()
     assert floor_only[minus[0, 0]] == pytest.approx(floor + s * max(-w[0, 0], 0.0))
-
-
-@pytest.fixture
-def bench():
-    with open_bench() as b:
-        b.prober.goto(12)
-        b.array.form()
-        yield b
 
 
 def test_partner_writes_a_failed_devices_partner_alone_and_keeps_both_signs(bench):

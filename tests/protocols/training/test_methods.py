@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from calib.wiring import open_bench
 from protocols.training import InSitu, TrainParams, begin, check_data
 from protocols.training.chip_in_loop import ChipInLoop, begin_chip_in_loop
 from protocols.training.layout import tile_cells
@@ -24,14 +23,6 @@ def blobs(n=60, features=8, classes=3, seed=0, noise=0.3):
 
 
 PARAMS = TrainParams(epochs=2, lr=0.5, batch=5, hidden=6, float_epochs=30)
-
-
-@pytest.fixture
-def bench():
-    with open_bench() as b:
-        b.prober.goto(12)
-        b.array.form()
-        yield b
 
 
 def test_hybrid_retrains_only_the_last_layer_on_a_fraction(bench):
