@@ -135,8 +135,7 @@ class InSitu:
         self.records = list(records)
         self.programming_pulses = int(programming_pulses)
         self.read_averages = int(read_averages or (wv_params or WriteVerifyParams()).read_averages)
-        # one read that sets the board's averaging (the driver writes it only on a change)
-        array.read_cells(self.chip.cells[:1], averages=self.read_averages)
+        self.chip.read_averages = self.read_averages
         self.chip.read()
 
     @property

@@ -59,6 +59,7 @@ class OnChip:
         self.cells = np.flatnonzero(mapping.used)
         self.g = np.full(mapping.array_shape, np.nan)
         self.mvm_calls = self.backward_calls = self.reads = 0
+        self.read_averages: int | None = None  # conversions per read; None: the board's
 
     @property
     def layers(self) -> int:
@@ -73,7 +74,8 @@ class OnChip:
         inference protocol's fix-up of cells the array cannot hold): the host sees the
         pair as one working device.
         """
-        values = self.array.read_cells(self.cells)
+        values = (self.array.read_cells(self.cells) if self.read_averages is None else
+                  self.array.read_cells(self.cells, averages=self.read_averages))
         shape = self.mapping.array_shape
         g = np.full(int(np.prod(shape)), np.nan)
         g[self.cells] = values
