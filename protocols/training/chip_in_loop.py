@@ -34,6 +34,7 @@ from protocols.training.layout import (
     lone_level,
     lone_pairs,
     lone_targets,
+    parked,
     references,
     tile_cells,
     training_mapping,
@@ -278,9 +279,17 @@ def begin_chip_in_loop(array, datasheet, data: TrainData, params: TrainParams, *
     wv_params = write_verify_params(datasheet)
     skip = np.zeros(int(np.prod(targets.array_shape)), bool)
     first = layer_targets(targets, 0, ex_situ.weights, skip, False)
-    wv = write_verify(array, first, clock=clock, params=wv_params, response=response)
+    # the last layer's tile at the ex-situ weights and the idle cells at g_min while layer
+    # 0's outputs are measured: the load on its word lines (their IR drop) is then about
+    # what it will be once the tuned layer is written, not a formed die's mid-window cells
+    upper = layer_targets(targets, 1, ex_situ.weights, skip, False)
+    wv = write_verify(array, parked(targets, np.where(np.isfinite(first), first, upper)),
+                      clock=clock, params=wv_params, response=response)
     response, pulses = wv.response, int(np.sum(wv.pulses))
-    skip = off_target(wv, trainable=False)
+    # layer 0 stays as programmed: every device left off target is skipped; layer 1 is
+    # written again, so only its unresponsive devices are
+    skip = off_target(wv, trainable=True) | (off_target(wv, trainable=False)
+                                             & np.isfinite(first).ravel())
     if lone and has_lone(targets, 0, skip):
         # only the working devices of layer 0's pairs with one failed device
         again = np.where(np.isfinite(first), lone_targets(targets, ex_situ.weights, skip),

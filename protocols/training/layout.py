@@ -45,6 +45,19 @@ def floor_of(g_min: float, g_max: float) -> float:
     return g_min + FLOOR_SHARE * (g_max - g_min)
 
 
+def parked(mapping: Mapping, targets: np.ndarray) -> np.ndarray:
+    """``targets`` (S, array shape) with every cell no tile holds (nor a reference cell)
+    and no target of its own aimed at ``g_min``. A formed die's idle cells sit in the
+    middle of the window; on the word lines the network's inputs drive they draw current
+    the host does not count, and its IR drop moves every product on those lines (die 12:
+    1136 idle cells at ~25 uS next to layer 0's 40 columns)."""
+    out = np.array(targets, np.float64)
+    idle = ~mapping.used
+    idle.ravel()[np.asarray(mapping.reference_cells, np.int64)] = False
+    out[idle & ~np.isfinite(out)] = mapping.g_min
+    return out
+
+
 def with_weights(mapping: Mapping, weights) -> Mapping:
     """The mapping with targets (S) of pairs holding ``weights`` (clipped to each layer's
     range), the device of the other sign at the floor."""
