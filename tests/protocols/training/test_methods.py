@@ -29,6 +29,7 @@ def test_hybrid_retrains_only_the_last_layer_on_a_fraction(bench):
     data = blobs()
     t = begin(bench.array, bench.datasheet, data, PARAMS, "hybrid", clock=bench.clock)
     assert t.layers == (1,) and t.subset.size == round(0.25 * 40) and not t.uses_backward
+    assert t.chip.params.repeats == 4  # hybrid's default conversions per vector
     w0 = t.chip.weights()[0].copy()
     for _ in range(2):
         t.run_epoch()
