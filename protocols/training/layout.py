@@ -46,13 +46,17 @@ def floor_of(g_min: float, g_max: float) -> float:
 
 
 def parked(mapping: Mapping, targets: np.ndarray) -> np.ndarray:
-    """``targets`` (S, array shape) with every cell no tile holds (nor a reference cell)
-    and no target of its own aimed at ``g_min``. A formed die's idle cells sit in the
-    middle of the window; on the word lines the network's inputs drive they draw current
-    the host does not count, and its IR drop moves every product on those lines (die 12:
-    1136 idle cells at ~25 uS next to layer 0's 40 columns)."""
+    """``targets`` (S, array shape) with every cell no tile holds (nor a reference cell),
+    on a row or column some tile uses, and with no target of its own, aimed at ``g_min``.
+    A formed die's idle cells sit in the middle of the window; on the lines the
+    network's inputs (rows) and backward errors (columns) drive they draw current the
+    host does not count, and its IR drop moves every product on those lines (die 12:
+    1136 idle cells at ~25 uS beside the digits network). Cells on no such line carry
+    nothing and are left alone."""
     out = np.array(targets, np.float64)
-    idle = ~mapping.used
+    used = mapping.used
+    lines = used.any(axis=1)[:, None] | used.any(axis=0)[None, :]
+    idle = ~used & lines
     idle.ravel()[np.asarray(mapping.reference_cells, np.int64)] = False
     out[idle & ~np.isfinite(out)] = mapping.g_min
     return out
