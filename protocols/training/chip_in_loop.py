@@ -35,6 +35,7 @@ from protocols.training.layout import (
     lone_pairs,
     lone_targets,
     parked,
+    read_idle,
     references,
     tile_cells,
     training_mapping,
@@ -283,8 +284,9 @@ def begin_chip_in_loop(array, datasheet, data: TrainData, params: TrainParams, *
     # 0's outputs are measured: the load on its word lines (their IR drop) is then about
     # what it will be once the tuned layer is written, not a formed die's mid-window cells
     upper = layer_targets(targets, 1, ex_situ.weights, skip, False)
-    wv = write_verify(array, parked(targets, np.where(np.isfinite(first), first, upper)),
-                      clock=clock, params=wv_params, response=response)
+    initial = parked(targets, np.where(np.isfinite(first), first, upper),
+                     read_idle(array, targets))
+    wv = write_verify(array, initial, clock=clock, params=wv_params, response=response)
     response, pulses = wv.response, int(np.sum(wv.pulses))
     # layer 0 stays as programmed: every device left off target is skipped; layer 1 is
     # written again, so only its unresponsive devices are

@@ -45,21 +45,35 @@ def floor_of(g_min: float, g_max: float) -> float:
     return g_min + FLOOR_SHARE * (g_max - g_min)
 
 
-def parked(mapping: Mapping, targets: np.ndarray) -> np.ndarray:
-    """``targets`` (S, array shape) with every cell no tile holds (nor a reference cell),
-    on a row or column some tile uses, and with no target of its own, aimed at ``g_min``.
-    A formed die's idle cells sit in the middle of the window; on the lines the
-    network's inputs (rows) and backward errors (columns) drive they draw current the
-    host does not count, and its IR drop moves every product on those lines (die 12:
-    1136 idle cells at ~25 uS beside the digits network). Cells on no such line carry
-    nothing and are left alone."""
-    out = np.array(targets, np.float64)
+def idle_cells(mapping: Mapping) -> np.ndarray:
+    """Cells (bool, array shape) no tile holds and no reference uses, on a row or column
+    some tile uses: the lines the network's inputs (rows) and backward errors (columns)
+    drive. Cells on no such line carry nothing."""
     used = mapping.used
-    lines = used.any(axis=1)[:, None] | used.any(axis=0)[None, :]
-    idle = ~used & lines
+    idle = ~used & (used.any(axis=1)[:, None] | used.any(axis=0)[None, :])
     idle.ravel()[np.asarray(mapping.reference_cells, np.int64)] = False
-    out[idle & ~np.isfinite(out)] = mapping.g_min
+    return idle
+
+
+def parked(mapping: Mapping, targets: np.ndarray, g_idle: np.ndarray) -> np.ndarray:
+    """``targets`` (S, array shape) with each :func:`idle_cells` cell that reads
+    (``g_idle``, S, as read; NaN: not read) above the floor, and has no target of its own,
+    aimed at ``g_min``. A formed die's idle cells sit in the middle of the window; on
+    the driven lines they draw current the host does not count, and its IR drop moves
+    every product there (die 12: 1136 idle cells at ~25 uS beside the digits network).
+    Those already low (a PCM die as made) are left out of the write-verify."""
+    out = np.array(targets, np.float64)
+    high = np.asarray(g_idle, np.float64) > floor_of(mapping.g_min, mapping.g_max)
+    out[idle_cells(mapping) & high & ~np.isfinite(out)] = mapping.g_min
     return out
+
+
+def read_idle(array, mapping: Mapping) -> np.ndarray:
+    """One read of the :func:`idle_cells` (S, array shape, NaN elsewhere)."""
+    idle = idle_cells(mapping)
+    if not idle.any():
+        return np.full(idle.shape, np.nan)
+    return np.where(idle, np.asarray(array.read(idle), np.float64), np.nan)
 
 
 def with_weights(mapping: Mapping, weights) -> Mapping:

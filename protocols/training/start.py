@@ -21,7 +21,13 @@ from protocols.profiles import write_verify_params
 from protocols.training.baseline import FloatBaseline, init_weights, train_float
 from protocols.training.dataset import TrainData
 from protocols.training.insitu import InSitu, default_granularity
-from protocols.training.layout import lone_targets, parked, training_mapping, with_weights
+from protocols.training.layout import (
+    lone_targets,
+    parked,
+    read_idle,
+    training_mapping,
+    with_weights,
+)
 from protocols.training.params import TrainingInputError, TrainParams, check_method
 from protocols.training.pulses import update_rule
 from protocols.write_verify import write_verify
@@ -52,9 +58,11 @@ def check_fits(datasheet, array_shape, data: TrainData, params: TrainParams):
 
 def program(array, datasheet, mapping, weights, *, clock=None, response=None, progress=None):
     """Write-verify ``weights`` as centred pairs, the die's idle cells to ``g_min``
-    (:func:`~protocols.training.layout.parked`); (mapping with targets, result)."""
+    when they read above the floor (:func:`~protocols.training.layout.parked`);
+    (mapping with targets, result)."""
     mapping = with_weights(mapping, weights)
-    result = write_verify(array, parked(mapping, mapping.targets), clock=clock,
+    targets = parked(mapping, mapping.targets, read_idle(array, mapping))
+    result = write_verify(array, targets, clock=clock,
                           params=write_verify_params(datasheet), progress=progress,
                           response=response)
     return mapping, result

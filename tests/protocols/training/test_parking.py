@@ -9,27 +9,30 @@ import pytest
 
 from protocols.training import begin
 from protocols.training.chip_in_loop import begin_chip_in_loop
-from protocols.training.layout import parked, training_mapping, with_weights
+from protocols.training.layout import idle_cells, parked, training_mapping, with_weights
 from tests.protocols.training.fakes import SHEET, US
 from tests.protocols.training.test_methods import PARAMS, blobs
 
 
-def test_parked_aims_only_cells_no_tile_holds_at_g_min():
+def test_parked_aims_only_idle_cells_on_driven_lines_that_read_high_at_g_min():
     m = training_mapping(SHEET, SHEET.shape, (4, 3, 2), (1.0, 1.0))
     m = with_weights(m, [np.full((4, 3), 0.5), np.full((3, 2), -0.5)])
-    t = parked(m, m.targets)
-    assert np.array_equal(t[m.used], m.targets[m.used])  # the network's targets kept
+    idle = idle_cells(m)
     rows, cols = m.used.any(axis=1), m.used.any(axis=0)
-    lines = rows[:, None] | cols[None, :]
-    assert np.all(t[~m.used & lines] == m.g_min)
-    assert np.isnan(t[~lines]).all() and (~lines).any()  # on no driven line: left alone
+    assert np.array_equal(idle, ~m.used & (rows[:, None] | cols[None, :]))
+    assert (~m.used & ~idle).any()  # on no driven line: left alone
+    high = np.where(idle, 25 * US, np.nan)
+    t = parked(m, m.targets, high)
+    assert np.array_equal(t[m.used], m.targets[m.used])  # the network's targets kept
+    assert np.all(t[idle] == m.g_min) and np.isnan(t[~m.used & ~idle]).all()
+    low = high.copy()
+    low[idle] = np.where(np.arange(idle.sum()) % 2 == 0, 0.1 * US, 25 * US)
+    t = parked(m, m.targets, low)  # already under the floor: not written
+    assert np.isnan(t[idle][0::2]).all() and np.all(t[idle][1::2] == m.g_min)
     held = np.full(m.array_shape, np.nan)
-    held[0, 0] = 7 * US  # a target of the caller's own is never replaced
-    idle = ~m.used & lines
     held[idle] = np.where(np.arange(idle.sum()) == 0, 3 * US, np.nan)
-    t = parked(m, held)
+    t = parked(m, held, high)  # a target of the caller's own is never replaced
     assert t[idle][0] == 3 * US and np.all(t[idle][1:] == m.g_min)
-    assert t[0, 0] == 7 * US
 
 
 @pytest.mark.parametrize("method", ["mixed", "chip-in-loop"])
@@ -40,8 +43,7 @@ def test_a_training_parks_the_formed_dies_idle_cells(bench, method):
         t = begin_chip_in_loop(bench.array, bench.datasheet, data, PARAMS, clock=bench.clock)
     else:
         t = begin(bench.array, bench.datasheet, data, PARAMS, method, clock=bench.clock)
-    used = t.chip.mapping.used
-    idle = ~used & (used.any(axis=1)[:, None] | used.any(axis=0)[None, :])
+    idle = idle_cells(t.chip.mapping)
     after = bench.array.read()
     assert np.median(before[idle]) > 10 * US  # formed: mid-window
     # write-verify's band is 1 uS; a stuck cell cannot move (a few per cent of the die)
