@@ -73,7 +73,7 @@ def read_idle(array, mapping: Mapping) -> np.ndarray:
     idle = idle_cells(mapping)
     if not idle.any():
         return np.full(idle.shape, np.nan)
-    return np.where(idle, np.asarray(array.read(idle), np.float64), np.nan)
+    return np.asarray(array.read(idle), np.float64)  # NaN outside the mask
 
 
 def with_weights(mapping: Mapping, weights) -> Mapping:
