@@ -14,7 +14,7 @@ BACKWARDS = ("auto", "chip", "digital")
 UPDATES = ("auto", "pair", "set-only")
 FAULTY_PAIRS = ("floor", "partner")
 # how a pair with one unresponsive device is used, by method (TrainParams.faulty_pairs None)
-FAULTY_DEFAULT = {"sgd": "partner", "mixed": "floor", "hybrid": "partner",
+FAULTY_DEFAULT = {"sgd": "partner", "mixed": "partner", "hybrid": "partner",
                   "chip-in-loop": "partner"}
 SGD_ZONE = 1.0  # of the granularity: sgd's stochastic rounding zone (TrainParams.sgd_zone)
 SGD_MOMENTUM = 0.9  # sgd's host-side momentum (TrainParams.sgd_momentum)

@@ -250,13 +250,12 @@ def test_begin_reprograms_a_lone_device_around_its_failed_partner(monkeypatch):
 
 
 def test_method_defaults_for_faulty_pairs_and_the_sgd_zone():
-    """sgd, hybrid and chip-in-the-loop use a failed device's partner alone, sgd rounds to
-    one granularity step and sends a momentum of 0.9 by default (measured,
-    docs/training.md); mixed precision keeps the floor."""
+    """Every method uses a failed device's partner alone, sgd rounds to one granularity
+    step and sends a momentum of 0.9 by default (measured, docs/training.md); the floor
+    stays an option."""
     p = TrainParams()
     assert p.faulty_pairs_for("sgd") == "partner" and p.sgd_zone == 1.0
     assert p.sgd_momentum == 0.9
-    assert all(p.faulty_pairs_for(m) == "partner" for m in ("hybrid", "chip-in-loop"))
-    assert p.faulty_pairs_for("mixed") == "floor"
+    assert all(p.faulty_pairs_for(m) == "partner" for m in ("mixed", "hybrid", "chip-in-loop"))
+    assert TrainParams(faulty_pairs="floor").faulty_pairs_for("mixed") == "floor"
     assert TrainParams(faulty_pairs="floor").faulty_pairs_for("sgd") == "floor"
-    assert TrainParams(faulty_pairs="partner").faulty_pairs_for("mixed") == "partner"
