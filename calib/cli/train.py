@@ -19,7 +19,7 @@ from calib.cli.options import (
 from calib.jobs.train import TrainOptions, train_die
 from calib.wiring import open_bench
 from protocols.training import METHODS
-from protocols.training.params import SGD_MOMENTUM, SGD_ZONE
+from protocols.training.params import REPEATS, SGD_MOMENTUM, SGD_ZONE
 
 
 def _lines(s: dict) -> list[str]:
@@ -82,7 +82,7 @@ def epoch_progress(epochs: int, enabled: bool, stream=None) -> Iterator:
                                       "(chip) or from read conductances (digital).")
 @click.option("--repeats", type=int, default=None,
               help="Conversions of each vector per forward MVM, averaged (default: the "
-                   "method's, 1).")
+                   "method's: " + ", ".join(f"{m} {n}" for m, n in REPEATS.items()) + ").")
 @click.option("--update", type=click.Choice(["auto", "pair", "set-only"]), default="auto",
               show_default=True, help="In-situ pair updates: RESET one device and SET the "
                                       "other (pair), or SETs only with refresh (set-only; "

@@ -20,7 +20,7 @@ SGD_ZONE = 1.0  # of the granularity: sgd's stochastic rounding zone (TrainParam
 SGD_MOMENTUM = 0.9  # sgd's host-side momentum (TrainParams.sgd_momentum)
 LR_DECAY = 1.0  # per epoch, of the learning rate (see TrainParams)
 # conversions per input vector in each forward MVM, by method (TrainParams.repeats None)
-REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 4, "chip-in-loop": 4}
+REPEATS = {"sgd": 1, "mixed": 1, "hybrid": 4, "chip-in-loop": 16}
 
 
 class TrainingInputError(UserError, ValueError):
