@@ -57,9 +57,9 @@ def check_fits(datasheet, array_shape, data: TrainData, params: TrainParams):
 
 
 def program(array, datasheet, mapping, weights, *, clock=None, response=None, progress=None):
-    """Write-verify ``weights`` as centred pairs, the die's idle cells to ``g_min``
-    when they read above the floor (:func:`~protocols.training.layout.parked`);
-    (mapping with targets, result)."""
+    """Write-verify ``weights`` as pairs (the device of the other sign at the floor), the
+    die's idle cells to ``g_min`` when they read above the floor
+    (:func:`~protocols.training.layout.parked`); (mapping with targets, result)."""
     mapping = with_weights(mapping, weights)
     targets = parked(mapping, mapping.targets, read_idle(array, mapping))
     result = write_verify(array, targets, clock=clock,
